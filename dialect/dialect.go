@@ -1,0 +1,131 @@
+// Package dialect describes, per database, the capabilities safefind's
+// find-or-create paths depend on. safefind branches on these capabilities,
+// never on dialect names; each dialect lives in a file of its own.
+//
+// A dialect chooses GORM clause values (clause.OnConflict, clause.Locking);
+// GORM's own clause builders render them for the connected server.
+package dialect
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// Dialect is what safefind needs to know about one database.
+type Dialect interface {
+	// Name is the GORM dialector name this dialect serves ("postgres", "mysql", "sqlite").
+	Name() string
+
+	// FailedStatementAbortsTx reports whether any failed statement aborts the
+	// enclosing transaction, so that an INSERT which may fail on a unique
+	// conflict must run inside a savepoint to keep the caller's transaction
+	// usable. Where it is false, a failed statement rolls back only itself.
+	FailedStatementAbortsTx() bool
+
+	// SkipOnConflict returns the clauses that make an INSERT skip a row that
+	// conflicts with an existing one instead of failing, without writing to the
+	// existing row (so no UPDATE trigger fires). It returns nil where the
+	// dialect has no such clause: the INSERT then fails with a duplicate-key
+	// error, and FailedStatementAbortsTx must be false for that dialect.
+	SkipOnConflict() []clause.Expression
+
+	// LatestRead returns the locking clause that makes a read inside a
+	// transaction return the latest committed version of a row, whatever the
+	// transaction's snapshot; nil where no locking read does that, or none is
+	// needed.
+	LatestRead() clause.Expression
+
+	// SnapshotHidesCommitted reports whether the current transaction of tx
+	// reads from a snapshot that can hide rows committed after it began, even
+	// through LatestRead. It may ask the server; it is called only on the rare
+	// path where a conflicting row could not be read.
+	SnapshotHidesCommitted(tx *gorm.DB) (bool, error)
+
+	// Retryable reports whether err, from this database's driver, means the
+	// whole transaction should be retried: a serialization failure, a
+	// deadlock, a lock-wait timeout, a busy database.
+	Retryable(err error) bool
+}
+
+var dialects = []Dialect{postgres{}, mysql{}, sqlite{}}
+
+// For returns the dialect for a GORM dialector name, or nil if safefind does
+// not support that database.
+func For(name string) Dialect {
+	for _, d := range dialects {
+		if d.Name() == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// All returns every supported dialect.
+func All() []Dialect {
+	return append([]Dialect(nil), dialects...)
+}
+
+// Walk calls fn for err and every error it wraps, depth first, through both
+// Unwrap() error and Unwrap() []error, until fn returns true. It reports
+// whether fn did.
+func Walk(err error, fn func(error) bool) bool {
+	for err != nil {
+		if fn(err) {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if Walk(e, fn) {
+					return true
+				}
+			}
+			return false
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// intField returns the integer field name of the struct err is or points to,
+// when err's type is named typeName in a package whose path contains pkg.
+// Drivers are not imported by safefind, so their error types are read by
+// shape.
+func intField(err error, pkg, typeName, name string) (int64, bool) {
+	v := reflect.ValueOf(err)
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return 0, false
+		}
+		v = v.Elem()
+	}
+	t := v.Type()
+	if v.Kind() != reflect.Struct || t.Name() != typeName || !strings.Contains(t.PkgPath(), pkg) {
+		return 0, false
+	}
+	f := v.FieldByName(name)
+	switch f.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return f.Int(), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return int64(f.Uint()), true
+	}
+	return 0, false
+}
+
+// sqlState returns the SQLSTATE of the first error in err's chain that has
+// one (pgx's *pgconn.PgError and lib/pq's *pq.Error both do).
+func sqlState(err error) string {
+	var s interface{ SQLState() string }
+	if errors.As(err, &s) {
+		return s.SQLState()
+	}
+	return ""
+}

@@ -1,0 +1,41 @@
+package dialect
+
+import (
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// mysql serves MySQL and MariaDB (GORM names both "mysql"). A failed INSERT
+// rolls back only itself, so no savepoint is ever needed. There is no INSERT
+// form that skips a conflicting row without side effects: INSERT IGNORE turns
+// truncation, NOT NULL and foreign-key errors into warnings, and ON DUPLICATE
+// KEY UPDATE, even with a no-op assignment, fires the table's UPDATE
+// triggers. So the INSERT is a plain one and a conflict surfaces as error
+// 1062, which costs nothing but that statement.
+//
+// A shared locking read returns the latest committed row even under
+// REPEATABLE READ, and shares the lock that the failed INSERT already holds
+// on the duplicate entry, so concurrent losers do not deadlock on it (an
+// exclusive FOR UPDATE would). GORM renders it as FOR SHARE on MySQL and
+// LOCK IN SHARE MODE on MariaDB.
+type mysql struct{}
+
+func (mysql) Name() string                        { return "mysql" }
+func (mysql) FailedStatementAbortsTx() bool       { return false }
+func (mysql) SkipOnConflict() []clause.Expression { return nil }
+
+func (mysql) LatestRead() clause.Expression {
+	return clause.Locking{Strength: clause.LockingStrengthShare}
+}
+
+func (mysql) SnapshotHidesCommitted(*gorm.DB) (bool, error) { return false, nil }
+
+// Retryable: deadlock or Galera certification failure (1213), lock wait
+// timeout (1205), and MariaDB's "record has changed since last read" (1020),
+// raised under innodb_snapshot_isolation.
+func (mysql) Retryable(err error) bool {
+	return Walk(err, func(e error) bool {
+		n, ok := intField(e, "mysql", "MySQLError", "Number")
+		return ok && (n == 1213 || n == 1205 || n == 1020)
+	})
+}

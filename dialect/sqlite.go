@@ -1,0 +1,44 @@
+package dialect
+
+import (
+	"reflect"
+	"strings"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// sqlite: a constraint failure aborts only the statement, ON CONFLICT DO
+// NOTHING skips a conflicting row, and a transaction that writes always sees
+// the latest data (a stale snapshot cannot write: SQLite answers
+// SQLITE_BUSY_SNAPSHOT instead), so reads need no locking clause. GORM's
+// SQLite dialector drops row-locking clauses, which SQLite does not have.
+type sqlite struct{}
+
+func (sqlite) Name() string                  { return "sqlite" }
+func (sqlite) FailedStatementAbortsTx() bool { return false }
+
+func (sqlite) SkipOnConflict() []clause.Expression {
+	return []clause.Expression{clause.OnConflict{DoNothing: true}}
+}
+
+func (sqlite) LatestRead() clause.Expression                 { return nil }
+func (sqlite) SnapshotHidesCommitted(*gorm.DB) (bool, error) { return false, nil }
+
+// Retryable: SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended
+// codes, from mattn/go-sqlite3 (sqlite3.Error) or modernc.org/sqlite
+// (*sqlite.Error, through its Code method).
+func (sqlite) Retryable(err error) bool {
+	return Walk(err, func(e error) bool {
+		code, ok := intField(e, "sqlite", "Error", "Code")
+		if !ok {
+			c, has := e.(interface{ Code() int })
+			if !has || !strings.Contains(reflect.TypeOf(e).String(), "sqlite") {
+				return false
+			}
+			code, ok = int64(c.Code()), true
+		}
+		primary := code & 0xff
+		return primary == 5 || primary == 6
+	})
+}

@@ -1,0 +1,94 @@
+package safefind
+
+import (
+	"errors"
+
+	"github.com/safefind/safefind/dialect"
+	"gorm.io/gorm"
+)
+
+// Errors returned by safefind. Each is wrapped with details; test for them
+// with [errors.Is]. Database errors are returned wrapped with %w as well, so
+// [errors.As] reaches the driver's own error type.
+var (
+	// ErrNotRegistered: the *gorm.DB passed in (or nil) has no safefind
+	// plugin; call db.Use(safefind.New()) first.
+	ErrNotRegistered = errors.New("safefind: plugin not registered on this *gorm.DB")
+
+	// ErrUnsupportedDialect: Initialize was given a database safefind does not
+	// know (only postgres, mysql and sqlite are supported).
+	ErrUnsupportedDialect = errors.New("safefind: unsupported dialect")
+
+	// ErrInvalidDest: dest is not a non-nil pointer to a struct of the model
+	// being queried.
+	ErrInvalidDest = errors.New("safefind: dest must be a non-nil pointer to a model struct")
+
+	// ErrNoConditions: the lookup has no condition at all, or a condition GORM
+	// would silently drop (a struct whose fields are all zero values). Plain
+	// FirstOrCreate would then return an arbitrary row.
+	ErrNoConditions = errors.New("safefind: the lookup has no conditions")
+
+	// ErrUnknownColumn: an equality condition names a column that is not a
+	// field of the model, so the row to create could not satisfy it.
+	ErrUnknownColumn = errors.New("safefind: condition on a column that is not a field of the model")
+
+	// ErrUnsupportedCondition: CreateOrFind was given a condition that is not
+	// a column equality (a range, an OR, an IN, SQL it cannot read). Its
+	// INSERT comes first and could not honour such a condition; use
+	// FindOrCreate, or set the field on dest.
+	ErrUnsupportedCondition = errors.New("safefind: CreateOrFind needs column equalities only")
+
+	// ErrConflictNotFound: the INSERT hit a unique conflict, yet no row
+	// matches the lookup, on every attempt allowed by [WithRetries]. Either
+	// the conflicting row is deleted as fast as it is created, or the conflict
+	// is on a unique key the lookup does not cover (a soft-deleted row, a
+	// second unique column). The database's duplicate-key error, when there
+	// is one, is wrapped too.
+	ErrConflictNotFound = errors.New("safefind: insert conflicted but no row matches the lookup")
+
+	// ErrStaleSnapshot: another transaction committed the row after this
+	// transaction's snapshot was taken (REPEATABLE READ or SERIALIZABLE on
+	// PostgreSQL), so this transaction cannot see it. The transaction is still
+	// usable but must be retried to see the row; [IsRetryable] reports true.
+	ErrStaleSnapshot = errors.New("safefind: the row exists but this transaction's snapshot cannot see it; retry the transaction")
+)
+
+// IsRetryable reports whether err means the caller should roll back and run
+// its whole transaction again: a serialization failure or deadlock on
+// PostgreSQL (40001, 40P01), a deadlock, Galera certification failure or
+// lock-wait timeout on MySQL/MariaDB (1213, 1205, and MariaDB's 1020),
+// SQLITE_BUSY or SQLITE_LOCKED on SQLite, and [ErrStaleSnapshot]. A retry
+// of the same statement inside the same transaction would not help.
+func IsRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrStaleSnapshot) {
+		return true
+	}
+	for _, d := range dialect.All() {
+		if d.Retryable(err) {
+			return true
+		}
+	}
+	return false
+}
+
+// isDuplicate reports whether err is a unique violation, whether or not the
+// user enabled TranslateError: the dialector's own translator recognises its
+// driver's error without safefind importing the driver.
+func isDuplicate(d gorm.Dialector, err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
+		return true
+	}
+	t, ok := d.(gorm.ErrorTranslator)
+	if !ok {
+		return false
+	}
+	return dialect.Walk(err, func(e error) bool {
+		return errors.Is(t.Translate(e), gorm.ErrDuplicatedKey)
+	})
+}

@@ -1,0 +1,177 @@
+package safefind
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/safefind/safefind/dialect"
+	"gorm.io/gorm"
+)
+
+// name is the plugin's name in gorm.Config.Plugins.
+const name = "safefind"
+
+var _ gorm.Plugin = (*Plugin)(nil)
+
+// Plugin is the safefind GORM plugin. Register it once per *gorm.DB with
+// db.Use(safefind.New()); [FindOrCreate] and [CreateOrFind] then work on that
+// DB and every session and transaction derived from it. Its counters are
+// read with [Plugin.Stats].
+type Plugin struct {
+	cfg   config
+	stats struct {
+		savepoints, found, created, conflicts, retries atomic.Int64
+	}
+}
+
+type config struct {
+	retries int
+}
+
+// Option configures a [Plugin].
+type Option func(*config)
+
+// WithRetries sets how many times an INSERT is tried again after it hit a
+// unique conflict whose row then could not be found (deleted in between, or a
+// conflict on a key the lookup does not cover). The default is 2; after the
+// last attempt the call returns [ErrConflictNotFound]. Negative values mean 0.
+func WithRetries(n int) Option {
+	return func(c *config) { c.retries = max(n, 0) }
+}
+
+// New returns a plugin with the options applied over the defaults.
+func New(opts ...Option) *Plugin {
+	cfg := config{retries: 2}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &Plugin{cfg: cfg}
+}
+
+// Name returns "safefind", the plugin's key in gorm.Config.Plugins.
+func (p *Plugin) Name() string { return name }
+
+// Initialize registers safefind's callbacks on db. GORM calls it from
+// db.Use; calling it again on the same DB registers nothing twice. It fails
+// with [ErrUnsupportedDialect] for a database safefind does not support.
+func (p *Plugin) Initialize(db *gorm.DB) error {
+	if dialect.For(db.Dialector.Name()) == nil {
+		return fmt.Errorf("%w: %q", ErrUnsupportedDialect, db.Dialector.Name())
+	}
+	cb := db.Callback()
+	for _, r := range []struct {
+		name string
+		get  func(string) func(*gorm.DB)
+		add  func(string, func(*gorm.DB)) error
+		fn   func(*gorm.DB)
+	}{
+		{"safefind:guard", cb.Query().Get, cb.Query().Before("gorm:query").Register, p.guard},
+		{"safefind:skipped", cb.Create().Get, cb.Create().After("gorm:create").Before("gorm:after_create").Register, skipped},
+		{"safefind:count", cb.Create().Get, cb.Create().After("gorm:create").Register, p.count},
+		{"safefind:count", cb.Query().Get, cb.Query().After("gorm:query").Register, p.count},
+		{"safefind:count", cb.Update().Get, cb.Update().After("gorm:update").Register, p.count},
+		{"safefind:count", cb.Delete().Get, cb.Delete().After("gorm:delete").Register, p.count},
+		{"safefind:count", cb.Row().Get, cb.Row().After("gorm:row").Register, p.count},
+		{"safefind:count", cb.Raw().Get, cb.Raw().After("gorm:raw").Register, p.count},
+	} {
+		if r.get(r.name) != nil {
+			continue
+		}
+		if err := r.add(r.name, r.fn); err != nil {
+			return fmt.Errorf("safefind: register callback %s: %w", r.name, err)
+		}
+	}
+	return nil
+}
+
+// Stats are the plugin's cumulative counters, over every DB and session it
+// is registered on.
+type Stats struct {
+	// Savepoints counts SAVEPOINT statements that went through the DB,
+	// safefind's own and everyone else's (GORM's nested transactions too).
+	Savepoints int64
+	// Found counts calls answered with an existing row, on the first read or
+	// after losing a race.
+	Found int64
+	// Created counts calls whose INSERT created the row.
+	Created int64
+	// Conflicts counts lost races: INSERTs that met a row another caller had
+	// created.
+	Conflicts int64
+	// Retries counts INSERTs tried again after a conflict whose row could not
+	// be found.
+	Retries int64
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Plugin) Stats() Stats {
+	return Stats{
+		Savepoints: p.stats.savepoints.Load(),
+		Found:      p.stats.found.Load(),
+		Created:    p.stats.created.Load(),
+		Conflicts:  p.stats.conflicts.Load(),
+		Retries:    p.stats.retries.Load(),
+	}
+}
+
+// pluginOf returns the plugin registered on db.
+func pluginOf(db *gorm.DB) (*Plugin, error) {
+	if db == nil || db.Config == nil {
+		return nil, fmt.Errorf("%w (nil *gorm.DB)", ErrNotRegistered)
+	}
+	p, ok := db.Config.Plugins[name].(*Plugin)
+	if !ok {
+		return nil, ErrNotRegistered
+	}
+	return p, nil
+}
+
+// count runs after every statement GORM executes: it feeds the savepoint
+// counter and the [Counter] carried by the statement's context, if any.
+func (p *Plugin) count(db *gorm.DB) {
+	if db.DryRun || db.Statement.SQL.Len() == 0 {
+		return
+	}
+	sp := isSavepoint(db.Statement.SQL.String())
+	if sp {
+		p.stats.savepoints.Add(1)
+	}
+	if c, ok := db.Statement.Context.Value(counterKey{}).(*Counter); ok {
+		c.statements.Add(1)
+		if sp {
+			c.savepoints.Add(1)
+		}
+	}
+}
+
+func isSavepoint(sql string) bool {
+	sql = strings.TrimLeft(sql, " \t\r\n")
+	return len(sql) >= len("SAVEPOINT ") && strings.EqualFold(sql[:len("SAVEPOINT ")], "SAVEPOINT ")
+}
+
+// Counter counts the statements and savepoints of one unit of work: every
+// statement GORM runs with a context that carries the counter (see
+// [WithCounter]), through any DB the plugin is registered on. Counters of
+// different contexts never mix, so tests that run in parallel can each assert
+// their own budget. BEGIN, COMMIT and ROLLBACK are not counted: GORM sends
+// them to the driver directly, not as statements. A Counter is safe for
+// concurrent use; its zero value is ready.
+type Counter struct {
+	statements, savepoints atomic.Int64
+}
+
+type counterKey struct{}
+
+// WithCounter returns a copy of ctx that carries c. Run GORM calls with
+// db.WithContext(ctx) to have them counted.
+func WithCounter(ctx context.Context, c *Counter) context.Context {
+	return context.WithValue(ctx, counterKey{}, c)
+}
+
+// Statements returns how many statements have been counted.
+func (c *Counter) Statements() int64 { return c.statements.Load() }
+
+// Savepoints returns how many SAVEPOINT statements have been counted.
+func (c *Counter) Savepoints() int64 { return c.savepoints.Load() }

@@ -1,0 +1,304 @@
+package tests
+
+import (
+	"context"
+		"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/safefind/safefind"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+type op struct {
+	name string
+	fn   func(tx *gorm.DB, dest any, conds ...any) (bool, error)
+}
+
+var ops = []op{
+	{"FindOrCreate", safefind.FindOrCreate},
+	{"CreateOrFind", safefind.CreateOrFind},
+}
+
+func TestCreateThenFind(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		for _, o := range ops {
+			t.Run(o.name, func(t *testing.T) {
+				e.reset(t, &Tag{})
+				before := e.plugin.Stats()
+
+				first := Tag{Note: "attrs"}
+				created, err := o.fn(e.db.Where("name = ?", "go"), &first)
+				require.NoError(t, err)
+				assert.True(t, created)
+				assert.NotZero(t, first.ID)
+				assert.Equal(t, "go", first.Name, "the lookup's equality is set on the created row")
+				assert.Equal(t, "attrs", first.Note, "dest's fields are the attributes to create with")
+
+				second := Tag{Note: "ignored on a hit"}
+				created, err = o.fn(e.db.Where("name = ?", "go"), &second)
+				require.NoError(t, err)
+				assert.False(t, created)
+				assert.Equal(t, first, second, "a hit overwrites dest with the stored row")
+
+				var stored Tag
+				require.NoError(t, e.other.First(&stored, first.ID).Error)
+				assert.Equal(t, first, stored)
+				assert.EqualValues(t, 1, e.count(t, &Tag{}))
+
+				after := e.plugin.Stats()
+				assert.EqualValues(t, 1, after.Created-before.Created)
+				assert.EqualValues(t, 1, after.Found-before.Found)
+				assert.EqualValues(t, 0, after.Savepoints-before.Savepoints)
+			})
+		}
+	})
+}
+
+// Every way a GORM user writes a lookup: the row created matches the lookup,
+// and the next call finds it.
+func TestConditionForms(t *testing.T) {
+	byOrg := func(org uint) func(*gorm.DB) *gorm.DB {
+		return func(db *gorm.DB) *gorm.DB { return db.Where(&Member{OrgID: org}) }
+	}
+	cases := []struct {
+		name  string
+		tx    func(db *gorm.DB) *gorm.DB
+		conds []any
+	}{
+		{"inline struct", nil, []any{Member{OrgID: 1, Email: "a@x"}}},
+		{"inline struct pointer", nil, []any{&Member{OrgID: 1, Email: "a@x"}}},
+		{"inline map", nil, []any{map[string]any{"org_id": 1, "email": "a@x"}}},
+		{"inline SQL", nil, []any{"org_id = ? AND email = ?", 1, "a@x"}},
+		{"Where SQL", func(db *gorm.DB) *gorm.DB { return db.Where("org_id = ?", 1).Where("email = ?", "a@x") }, nil},
+		{"Where quoted and qualified", func(db *gorm.DB) *gorm.DB {
+			return db.Where(`"members"."org_id" = ? and "email" = ?`, 1, "a@x")
+		}, nil},
+		{"Where clause.Eq", func(db *gorm.DB) *gorm.DB {
+			return db.Clauses(clause.Eq{Column: clause.Column{Name: "org_id"}, Value: 1}, clause.Eq{Column: "email", Value: "a@x"})
+		}, nil},
+		{"Where group", func(db *gorm.DB) *gorm.DB {
+			return db.Where(db.Where("org_id = ?", 1).Where(map[string]any{"email": "a@x"}))
+		}, nil},
+		{"Scopes and inline", func(db *gorm.DB) *gorm.DB { return db.Scopes(byOrg(1)) }, []any{"email = ?", "a@x"}},
+		{"Model and Table", func(db *gorm.DB) *gorm.DB { return db.Model(&Member{}).Table("members") }, []any{Member{OrgID: 1, Email: "a@x"}}},
+		{"Session and WithContext", func(db *gorm.DB) *gorm.DB {
+			return db.Session(&gorm.Session{}).WithContext(context.Background()).Where(Member{OrgID: 1})
+		}, []any{map[string]any{"email": "a@x"}}},
+	}
+	forEachDB(t, func(t *testing.T, e *env) {
+		for _, o := range ops {
+			for _, c := range cases {
+				t.Run(o.name+"/"+c.name, func(t *testing.T) {
+					e.reset(t, &Member{})
+					chain := func() *gorm.DB {
+						if e.name == "mysql" {
+							// MySQL quotes with backticks; ANSI quotes are a mode.
+							if c.name == "Where quoted and qualified" {
+								return e.db.Where("`members`.`org_id` = ? and `email` = ?", 1, "a@x")
+							}
+						}
+						if c.tx == nil {
+							return e.db
+						}
+						return c.tx(e.db)
+					}
+					m := Member{Handle: "h1", Age: 7}
+					created, err := o.fn(chain(), &m, c.conds...)
+					require.NoError(t, err)
+					assert.True(t, created)
+					assert.EqualValues(t, 1, m.OrgID)
+					assert.Equal(t, "a@x", m.Email)
+					assert.Equal(t, 7, m.Age)
+
+					again := Member{Handle: "h2"}
+					created, err = o.fn(chain(), &again, c.conds...)
+					require.NoError(t, err)
+					assert.False(t, created)
+					assert.Equal(t, m, again)
+					assert.EqualValues(t, 1, e.count(t, &Member{}))
+				})
+			}
+		}
+	})
+}
+
+func TestBadInput(t *testing.T) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	var nilTag *Tag
+	type bad struct {
+		name      string
+		tx        func(e *env) *gorm.DB
+		dest      any
+		conds     []any
+		want      error
+		sent      int  // statements that may reach the database
+		onlyFirst bool // the case is for CreateOrFind only
+	}
+	cases := []bad{
+		{name: "nil dest", dest: nil, conds: []any{Tag{Name: "x"}}, want: safefind.ErrInvalidDest},
+		{name: "typed nil dest", dest: nilTag, conds: []any{Tag{Name: "x"}}, want: safefind.ErrInvalidDest},
+		{name: "non-pointer dest", dest: Tag{}, conds: []any{Tag{Name: "x"}}, want: safefind.ErrInvalidDest},
+		{name: "pointer to slice", dest: &[]Tag{}, conds: []any{Tag{Name: "x"}}, want: safefind.ErrInvalidDest},
+		{name: "pointer to int", dest: new(int), conds: []any{Tag{Name: "x"}}, want: safefind.ErrInvalidDest},
+		{name: "dest of another model", tx: func(e *env) *gorm.DB { return e.db.Model(&Member{}) }, dest: &Tag{}, conds: []any{"email = ?", "x"}, want: safefind.ErrInvalidDest},
+		{name: "no conditions", dest: &Tag{Name: "x"}, want: safefind.ErrNoConditions},
+		{name: "zero struct in Where", tx: func(e *env) *gorm.DB { return e.db.Where(Tag{Name: ""}) }, dest: &Tag{}, want: safefind.ErrNoConditions},
+		{name: "zero struct inline beside a Where", tx: func(e *env) *gorm.DB { return e.db.Where("note = ?", "n") }, dest: &Tag{}, conds: []any{Tag{Name: ""}}, want: safefind.ErrNoConditions},
+		{name: "unknown column in map", dest: &Tag{}, conds: []any{map[string]any{"nosuch": 1}}, want: safefind.ErrUnknownColumn},
+		{name: "unknown column in SQL", tx: func(e *env) *gorm.DB { return e.db.Where("nosuch = ?", 1) }, dest: &Tag{}, want: safefind.ErrUnknownColumn},
+		{name: "range in CreateOrFind", tx: func(e *env) *gorm.DB { return e.db.Where("name > ?", "a") }, dest: &Tag{}, want: safefind.ErrUnsupportedCondition, onlyFirst: true},
+		{name: "IN in CreateOrFind", dest: &Tag{}, conds: []any{map[string]any{"name": []string{"a", "b"}}}, want: safefind.ErrUnsupportedCondition, onlyFirst: true},
+		{name: "canceled context", tx: func(e *env) *gorm.DB { return e.db.WithContext(canceled) }, dest: &Tag{}, conds: []any{Tag{Name: "x"}}, want: context.Canceled},
+		{name: "plugin not registered", tx: func(e *env) *gorm.DB { return e.other }, dest: &Tag{}, conds: []any{Tag{Name: "x"}}, want: safefind.ErrNotRegistered},
+		{name: "nil db", tx: func(e *env) *gorm.DB { return nil }, dest: &Tag{}, conds: []any{Tag{Name: "x"}}, want: safefind.ErrNotRegistered},
+	}
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Tag{}, &Member{})
+		for _, o := range ops {
+			for _, c := range cases {
+				if c.onlyFirst && o.name != "CreateOrFind" {
+					continue
+				}
+				t.Run(o.name+"/"+c.name, func(t *testing.T) {
+					tx := e.db
+					if c.tx != nil {
+						tx = c.tx(e)
+					}
+					r := &Recorder{}
+					if tx != nil {
+						tx = tx.WithContext(withRecorder(tx.Statement.Context, r))
+					}
+					var created bool
+					var err error
+					require.NotPanics(t, func() { created, err = o.fn(tx, c.dest, c.conds...) })
+					require.ErrorIs(t, err, c.want)
+					assert.False(t, created)
+					assert.Empty(t, r.Statements(), "bad input sends nothing")
+					assert.EqualValues(t, 0, e.count(t, &Tag{}), "bad input writes nothing")
+				})
+			}
+		}
+		t.Run("unknown column in a range is the database's error, at once", func(t *testing.T) {
+			db, r := e.recorded(e.db)
+			_, err := safefind.FindOrCreate(db.Where("nosuch > ?", 1), &Tag{Name: "x"})
+			require.Error(t, err)
+			assert.False(t, safefind.IsRetryable(err))
+			assert.Len(t, r.Statements(), 1, "one SELECT, no retry")
+			assert.EqualValues(t, 0, e.count(t, &Tag{}))
+		})
+		t.Run("a value the field cannot take", func(t *testing.T) {
+			_, err := safefind.FindOrCreate(e.db, &Member{}, map[string]any{"org_id": "not a number", "email": "x"})
+			require.Error(t, err)
+			assert.EqualValues(t, 0, e.count(t, &Member{}))
+		})
+	})
+}
+
+func TestInitialize(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		assert.Equal(t, "safefind", e.plugin.Name())
+		// A second Initialize registers nothing twice: one SAVEPOINT still
+		// counts once.
+		require.NoError(t, e.plugin.Initialize(e.db))
+		require.ErrorIs(t, e.db.Use(safefind.New()), gorm.ErrRegistered)
+		before := e.plugin.Stats().Savepoints
+		require.NoError(t, e.db.Transaction(func(tx *gorm.DB) error {
+			return tx.Transaction(func(*gorm.DB) error { return nil })
+		}))
+		assert.EqualValues(t, 1, e.plugin.Stats().Savepoints-before)
+	})
+}
+
+func TestUnsupportedDialect(t *testing.T) {
+	e := open(t, "sqlite")
+	db, err := gorm.Open(renamed{e.db.Dialector, "oracle"}, &gorm.Config{})
+	require.NoError(t, err)
+	require.ErrorIs(t, db.Use(safefind.New()), safefind.ErrUnsupportedDialect)
+}
+
+type renamed struct {
+	gorm.Dialector
+	name string
+}
+
+func (r renamed) Name() string { return r.name }
+
+// A conflict whose row cannot be found: here the conflict is on a second
+// unique column the lookup does not cover. Bounded retries, then a clear
+// error that wraps the database's duplicate-key error where there is one.
+func TestConflictNotFound(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		for _, o := range ops {
+			t.Run(o.name, func(t *testing.T) {
+				e.reset(t, &Member{})
+				require.NoError(t, e.other.Create(&Member{OrgID: 1, Email: "a@x", Handle: "taken"}).Error)
+				before := e.plugin.Stats()
+				db, r := e.recorded(e.db)
+				m := Member{Handle: "taken"}
+				created, err := o.fn(db, &m, Member{OrgID: 2, Email: "b@x"})
+				require.ErrorIs(t, err, safefind.ErrConflictNotFound)
+				assert.False(t, created)
+				assert.False(t, safefind.IsRetryable(err))
+				assert.Contains(t, err.Error(), "3 attempts")
+				if o.name == "FindOrCreate" || e.name == "mysql" {
+					assert.ErrorIs(t, err, gorm.ErrDuplicatedKey, "wraps the database's error: %v", err)
+				}
+				after := e.plugin.Stats()
+				assert.EqualValues(t, 2, after.Retries-before.Retries)
+				assert.EqualValues(t, 3, after.Conflicts-before.Conflicts)
+				assert.LessOrEqual(t, len(r.Statements()), 7, "bounded: %v", r.Statements())
+				assert.EqualValues(t, 1, e.count(t, &Member{}))
+			})
+		}
+	})
+}
+
+// A soft-deleted row holds the unique key: the lookup cannot see it.
+func TestSoftDeletedConflict(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Account{})
+		a := Account{Email: "gone@x"}
+		require.NoError(t, e.other.Create(&a).Error)
+		require.NoError(t, e.other.Delete(&a).Error)
+		for _, o := range ops {
+			_, err := o.fn(e.db, &Account{}, Account{Email: "gone@x"})
+			require.ErrorIs(t, err, safefind.ErrConflictNotFound, o.name)
+		}
+	})
+}
+
+func TestHooksRunOnlyForCreatedRows(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Account{})
+		for i, o := range ops {
+			t.Run(o.name, func(t *testing.T) {
+				var hooks atomic.Int64
+				db := e.db.WithContext(context.WithValue(context.Background(), hookKey{}, &hooks))
+				email := fmt.Sprintf("h%d@x", i)
+
+				created, err := o.fn(db, &Account{Plan: "free"}, Account{Email: email})
+				require.NoError(t, err)
+				require.True(t, created)
+				assert.EqualValues(t, 1, hooks.Load(), "AfterCreate runs for the created row")
+
+				created, err = o.fn(db, &Account{}, Account{Email: email})
+				require.NoError(t, err)
+				require.False(t, created)
+
+				race := "race" + email
+				winner := withInject(db.Statement.Context, func() {
+					require.NoError(t, e.other.Create(&Account{Email: race}).Error)
+				})
+				created, err = o.fn(db.WithContext(winner), &Account{}, Account{Email: race})
+				require.NoError(t, err)
+				require.False(t, created)
+				assert.EqualValues(t, 1, hooks.Load(), "no AfterCreate for a row that was found")
+			})
+		}
+	})
+}

@@ -1,0 +1,188 @@
+package tests
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+		"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	gomysql "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/mattn/go-sqlite3"
+	"github.com/safefind/safefind"
+	"github.com/stretchr/testify/require"
+	"gorm.io/driver/mysql"
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// The databases. SQLite runs always, on a temporary file in WAL mode.
+// PostgreSQL and MySQL/MariaDB run when their DSN is set; locally a missing
+// DSN skips them with a message, in CI (CI=true) it fails the test.
+const (
+	postgresEnv = "SAFEFIND_POSTGRES_DSN"
+	mysqlEnv    = "SAFEFIND_MYSQL_DSN"
+)
+
+// env is one database under test.
+type env struct {
+	name   string // "sqlite", "postgres", "mysql"
+	db     *gorm.DB
+	plugin *safefind.Plugin
+	// other is a second *gorm.DB on the same database without the plugin,
+	// for the test's own setup and checks, and to play another process.
+	other *gorm.DB
+	sqlDB *sql.DB
+}
+
+// forEachDB runs fn on every configured database, each in its own subtest,
+// the databases in parallel.
+func forEachDB(t *testing.T, fn func(t *testing.T, e *env)) {
+	t.Helper()
+	for _, name := range []string{"sqlite", "postgres", "mysql"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := open(t, name)
+			fn(t, e)
+		})
+	}
+}
+
+var sqliteDriver = &sqlite3.SQLiteDriver{}
+
+func open(t *testing.T, name string) *env {
+	t.Helper()
+	var (
+		connector driver.Connector
+		dialector func(*sql.DB) gorm.Dialector
+	)
+	switch name {
+	case "sqlite":
+		// Transactions take the write lock when they begin (_txlock=immediate),
+		// so concurrent transactions queue on the busy timeout instead of
+		// failing with SQLITE_BUSY when they upgrade from reading to writing.
+		dsn := "file:" + filepath.Join(t.TempDir(), "safefind.db") +
+			"?_journal_mode=WAL&_busy_timeout=20000&_txlock=immediate&_foreign_keys=1"
+		connector = dsnConnector{dsn, sqliteDriver}
+		dialector = func(db *sql.DB) gorm.Dialector { return &sqlite.Dialector{Conn: db} }
+	case "postgres":
+		dsn := dsnOrSkip(t, postgresEnv)
+		cfg, err := pgx.ParseConfig(dsn)
+		require.NoError(t, err)
+		connector = stdlib.GetConnector(*cfg)
+		dialector = func(db *sql.DB) gorm.Dialector { return postgres.New(postgres.Config{Conn: db}) }
+	case "mysql":
+		dsn := dsnOrSkip(t, mysqlEnv)
+		cfg, err := gomysql.ParseDSN(dsn)
+		require.NoError(t, err)
+		c, err := gomysql.NewConnector(cfg)
+		require.NoError(t, err)
+		connector = c
+		dialector = func(db *sql.DB) gorm.Dialector { return mysql.New(mysql.Config{Conn: db}) }
+	}
+	sqlDB := sql.OpenDB(countingConnector{connector})
+	sqlDB.SetMaxOpenConns(64)
+	sqlDB.SetMaxIdleConns(64)
+	t.Cleanup(func() { sqlDB.Close() })
+	cfg := &gorm.Config{Logger: logger.Discard}
+	if testing.Verbose() && os.Getenv("SAFEFIND_SQL_LOG") != "" {
+		cfg.Logger = logger.Default.LogMode(logger.Info)
+	}
+	db, err := gorm.Open(dialector(sqlDB), cfg)
+	require.NoError(t, err)
+	p := safefind.New()
+	require.NoError(t, db.Use(p))
+	require.NoError(t, db.Callback().Create().Before("gorm:begin_transaction").Register("test:inject", inject))
+	other, err := gorm.Open(dialector(sqlDB), &gorm.Config{Logger: logger.Discard})
+	require.NoError(t, err)
+	return &env{name: name, db: db, plugin: p, other: other, sqlDB: sqlDB}
+}
+
+func dsnOrSkip(t *testing.T, key string) string {
+	t.Helper()
+	dsn := os.Getenv(key)
+	if dsn == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set: CI must run every database", key)
+		}
+		t.Skipf("%s is not set; set it to run against a real server (see README)", key)
+	}
+	return dsn
+}
+
+// reset drops and recreates the tables of models.
+func (e *env) reset(t *testing.T, models ...any) {
+	t.Helper()
+	m := e.other.Migrator()
+	for i := len(models) - 1; i >= 0; i-- {
+		require.NoError(t, m.DropTable(models[i]))
+	}
+	require.NoError(t, e.other.AutoMigrate(models...))
+}
+
+// count returns the number of rows of model matching conds.
+func (e *env) count(t *testing.T, model any, conds ...any) int64 {
+	t.Helper()
+	var n int64
+	q := e.other.Model(model)
+	if len(conds) > 0 {
+		q = q.Where(conds[0], conds[1:]...)
+	}
+	require.NoError(t, q.Count(&n).Error)
+	return n
+}
+
+// recorded returns a DB whose statements are recorded, and the recorder.
+func (e *env) recorded(db *gorm.DB) (*gorm.DB, *Recorder) {
+	r := &Recorder{}
+	return db.WithContext(withRecorder(db.Statement.Context, r)), r
+}
+
+// release runs fn in n goroutines released together, and waits for them.
+func release(n int, fn func(i int)) {
+	var ready, done sync.WaitGroup
+	start := make(chan struct{})
+	ready.Add(n)
+	done.Add(n)
+	for i := range n {
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-start
+			fn(i)
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+}
+
+// ctx returns a context that ends with the test, bounded in time.
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+type injectKey struct{}
+
+// withInject returns a context under which fn runs once, just before the
+// first INSERT that safefind sends: a winner that commits between the
+// caller's SELECT and its INSERT, placed there deterministically.
+func withInject(ctx context.Context, fn func()) context.Context {
+	var once sync.Once
+	return context.WithValue(ctx, injectKey{}, func() { once.Do(fn) })
+}
+
+func inject(db *gorm.DB) {
+	if f, ok := db.Statement.Context.Value(injectKey{}).(func()); ok {
+		f()
+	}
+}
