@@ -1,0 +1,236 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/safefind/safefind"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Statements and savepoints per call, counted at the driver. These are the
+// numbers of the README's guarantees table.
+func TestStatementBudgets(t *testing.T) {
+	type budget struct {
+		op, path string
+		inTx     bool
+		stmts    int // exact, BEGIN/COMMIT included when the call sends them
+		sps      int
+	}
+	budgets := func(e *env) []budget {
+		sp := 0
+		if e.abortsTx() {
+			sp = 1
+		}
+		return []budget{
+			{"FindOrCreate", "hit", false, 1, 0},
+			{"FindOrCreate", "hit", true, 1, 0},
+			{"FindOrCreate", "miss", false, 2, 0},
+			{"FindOrCreate", "miss", true, 2 + 2*sp, sp}, // + SAVEPOINT, RELEASE
+			{"CreateOrFind", "hit", false, 2, 0},
+			{"CreateOrFind", "hit", true, 2, 0},
+			{"CreateOrFind", "miss", false, 1, 0},
+			{"CreateOrFind", "miss", true, 1, 0},
+		}
+	}
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Tag{})
+		require.NoError(t, e.other.Create(&Tag{Name: "exists"}).Error)
+		for i, b := range budgets(e) {
+			t.Run(fmt.Sprintf("%s/%s/tx=%v", b.op, b.path, b.inTx), func(t *testing.T) {
+				fn := safefind.FindOrCreate
+				if b.op == "CreateOrFind" {
+					fn = safefind.CreateOrFind
+				}
+				key := "exists"
+				if b.path == "miss" {
+					key = fmt.Sprintf("new-%d", i)
+				}
+				r := &Recorder{}
+				var counter safefind.Counter
+				ctx := safefind.WithCounter(withRecorder(context.Background(), r), &counter)
+				call := func(tx *gorm.DB) error {
+					var tag Tag
+					created, err := fn(tx.WithContext(ctx), &tag, Tag{Name: key})
+					assert.Equal(t, b.path == "miss", created)
+					assert.NotZero(t, tag.ID)
+					return err
+				}
+				if b.inTx {
+					require.NoError(t, e.db.Transaction(call))
+				} else {
+					require.NoError(t, call(e.db))
+				}
+				stmts := r.Statements()
+				assert.Len(t, stmts, b.stmts, "%q", stmts)
+				assert.Equal(t, b.sps, r.Savepoints(), "%q", stmts)
+				// The plugin's own scoped counter agrees with the driver.
+				assert.EqualValues(t, b.sps, counter.Savepoints())
+				assert.EqualValues(t, b.stmts, counter.Statements())
+				if !b.inTx {
+					assert.LessOrEqual(t, len(stmts), 4, "a miss outside a transaction: at most 4 round trips")
+				}
+			})
+		}
+	})
+}
+
+// A model with create hooks keeps GORM's default transaction around the
+// INSERT outside a transaction: BEGIN and COMMIT, still within 4.
+func TestBudgetWithHooks(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Account{})
+		for _, o := range ops {
+			db, r := e.recorded(e.db)
+			created, err := o.fn(db, &Account{}, Account{Email: o.name})
+			require.NoError(t, err)
+			require.True(t, created)
+			stmts := r.Statements()
+			assert.LessOrEqual(t, len(stmts), 4, "%q", stmts)
+			assert.Equal(t, "BEGIN", stmts[len(stmts)-3], "%q", stmts)
+			assert.Equal(t, "COMMIT", stmts[len(stmts)-1], "%q", stmts)
+			assert.Zero(t, r.Savepoints())
+		}
+	})
+}
+
+// Every SAVEPOINT that goes through the DB is counted, GORM's nested
+// transactions too, and counters carried by different contexts never mix.
+func TestSavepointCounting(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Tag{})
+		before := e.plugin.Stats().Savepoints
+		var wg sync.WaitGroup
+		counters := make([]safefind.Counter, 4)
+		for i := range counters {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx := safefind.WithCounter(context.Background(), &counters[i])
+				err := e.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+					for j := 0; j <= i; j++ {
+						if err := tx.Transaction(func(tx *gorm.DB) error {
+							return tx.Create(&Tag{Name: fmt.Sprintf("n-%d-%d", i, j)}).Error
+						}); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				assert.NoError(t, err)
+			}()
+		}
+		wg.Wait()
+		for i := range counters {
+			assert.EqualValues(t, i+1, counters[i].Savepoints(), "counter %d", i)
+			assert.EqualValues(t, 2*(i+1), counters[i].Statements(), "counter %d: SAVEPOINT and INSERT per nested transaction", i)
+		}
+		assert.EqualValues(t, 1+2+3+4, e.plugin.Stats().Savepoints-before)
+	})
+}
+
+// The SQL safefind sends, per dialect, rendered with GORM's DryRun: the
+// lookup, the savepoint where there is one, the INSERT and the read of the
+// winner. Nothing is sent.
+func TestGoldenSQL(t *testing.T) {
+	golden := map[string]map[string][]string{
+		"sqlite": {
+			"FindOrCreate": {
+				"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" ORDER BY `tags`.`id` LIMIT 1",
+				"INSERT INTO `tags` (`name`,`note`) VALUES (\"go\",\"\") RETURNING `id`",
+				"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" ORDER BY `tags`.`id` LIMIT 1",
+			},
+			"CreateOrFind": {
+				"INSERT INTO `tags` (`name`,`note`) VALUES (\"go\",\"\") ON CONFLICT DO NOTHING RETURNING `id`",
+				"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" ORDER BY `tags`.`id` LIMIT 1",
+			},
+		},
+		"postgres": {
+			"FindOrCreate": {
+				`SELECT * FROM "tags" WHERE "tags"."name" = 'go' ORDER BY "tags"."id" LIMIT 1`,
+				`SAVEPOINT safefind_insert`,
+				`INSERT INTO "tags" ("name","note") VALUES ('go','') RETURNING "id"`,
+				`RELEASE SAVEPOINT safefind_insert`,
+				`SELECT * FROM "tags" WHERE "tags"."name" = 'go' ORDER BY "tags"."id" LIMIT 1`,
+			},
+			"CreateOrFind": {
+				`INSERT INTO "tags" ("name","note") VALUES ('go','') ON CONFLICT DO NOTHING RETURNING "id"`,
+				`SELECT * FROM "tags" WHERE "tags"."name" = 'go' ORDER BY "tags"."id" LIMIT 1`,
+			},
+		},
+		// MariaDB; MySQL has neither RETURNING nor LOCK IN SHARE MODE in GORM's rendering.
+		"mysql": {
+			"FindOrCreate": {
+				"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' ORDER BY `tags`.`id` LIMIT 1",
+				"INSERT INTO `tags` (`name`,`note`) VALUES ('go','') RETURNING `id`",
+				"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' ORDER BY `tags`.`id` LIMIT 1 LOCK IN SHARE MODE",
+			},
+			"CreateOrFind": {
+				"INSERT INTO `tags` (`name`,`note`) VALUES ('go','') RETURNING `id`",
+				"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' ORDER BY `tags`.`id` LIMIT 1 LOCK IN SHARE MODE",
+			},
+		},
+	}
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Tag{})
+		for _, o := range ops {
+			t.Run(o.name, func(t *testing.T) {
+				log := &sqlLog{Interface: e.db.Logger}
+				r := &Recorder{}
+				tx := e.db.WithContext(withRecorder(context.Background(), r)).Begin()
+				require.NoError(t, tx.Error)
+				defer tx.Rollback()
+				dry := tx.Session(&gorm.Session{DryRun: true, Logger: log})
+				created, err := o.fn(dry, &Tag{}, Tag{Name: "go"})
+				require.NoError(t, err)
+				assert.False(t, created)
+				want := golden[e.name][o.name]
+				if e.name == "mysql" && !strings.Contains(serverVersion(t, e), "MariaDB") {
+					want = append([]string(nil), want...)
+					for i := range want {
+						want[i] = strings.Replace(want[i], "LOCK IN SHARE MODE", "FOR SHARE", 1)
+						want[i] = strings.Replace(want[i], " RETURNING `id`", "", 1)
+					}
+				}
+				assert.Equal(t, want, log.statements())
+				assert.Equal(t, []string{"BEGIN"}, r.Statements(), "DryRun sends nothing")
+				assert.EqualValues(t, 0, e.count(t, &Tag{}))
+			})
+		}
+	})
+}
+
+func serverVersion(t *testing.T, e *env) string {
+	var v string
+	require.NoError(t, e.other.Raw("SELECT VERSION()").Scan(&v).Error)
+	return v
+}
+
+// sqlLog records the SQL GORM traces, DryRun statements included.
+type sqlLog struct {
+	logger.Interface
+	mu   sync.Mutex
+	sqls []string
+}
+
+func (l *sqlLog) LogMode(logger.LogLevel) logger.Interface { return l }
+
+func (l *sqlLog) Trace(_ context.Context, _ time.Time, fc func() (string, int64), _ error) {
+	sql, _ := fc()
+	l.mu.Lock()
+	l.sqls = append(l.sqls, sql)
+	l.mu.Unlock()
+}
+
+func (l *sqlLog) statements() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.sqls...)
+}
