@@ -2,7 +2,7 @@ package tests
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"sync/atomic"
 	"testing"
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-		"os"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
