@@ -1,0 +1,60 @@
+// Package safefind is a GORM plugin that makes find-or-create safe under
+// concurrency on PostgreSQL, MySQL/MariaDB and SQLite, without paying for
+// savepoints it does not need.
+//
+// # The problem
+//
+// GORM's FirstOrCreate is a SELECT followed by an INSERT. Two callers racing
+// on one key both miss, and one INSERT fails with a duplicate-key error; on
+// PostgreSQL that error also aborts the caller's transaction. The usual cure
+// wraps every INSERT in a savepoint, but on PostgreSQL each savepoint is a
+// subtransaction, and past 64 of them in one transaction every reader of the
+// database slows down (pg_subtrans lookups).
+//
+// # Use
+//
+// Register the plugin once, then call [FindOrCreate] or [CreateOrFind] where
+// you would call FirstOrCreate:
+//
+//	db.Use(safefind.New())
+//	var tag Tag
+//	created, err := safefind.FindOrCreate(db.WithContext(ctx), &tag, Tag{Name: "go"})
+//
+// [FindOrCreate] reads first and suits rows that usually exist: a hit is one
+// plain SELECT. [CreateOrFind] inserts first and suits rows that usually do
+// not: a miss is one INSERT, and it never opens a savepoint. Both return the
+// winner's row to every caller that lost the race, with created false, and
+// created true to exactly one caller.
+//
+// # Guarantees
+//
+// No duplicate-key error reaches the caller, a conflict never writes to the
+// existing row (no UPDATE trigger fires), the caller's transaction stays
+// usable after a lost race, and a savepoint is opened only by FindOrCreate
+// inside a PostgreSQL transaction on a miss. Inside a REPEATABLE READ or
+// SERIALIZABLE PostgreSQL transaction whose snapshot predates the winner's
+// commit, the row cannot be seen; the error then satisfies [IsRetryable], and
+// the caller retries its transaction.
+//
+// # Counting
+//
+// [Plugin.Stats] counts savepoints (everyone's, GORM's nested transactions
+// included), rows found and created, lost races and retries. A [Counter],
+// carried by a context ([WithCounter]), counts the statements and savepoints
+// of one unit of work, so a test can assert that a code path opened no
+// subtransaction.
+//
+// # DryRun
+//
+// On a session with DryRun, FindOrCreate and CreateOrFind build and log the
+// statements of their longest path (the lookup, the savepoint where there is
+// one, the INSERT, the read of the winner's row) without sending any, and
+// return false and no error.
+//
+// # Errors
+//
+// Bad input is refused before anything is sent, with [ErrInvalidDest],
+// [ErrNoConditions], [ErrUnknownColumn], [ErrUnsupportedCondition] or
+// [ErrNotRegistered]; a conflict whose row cannot be found gives
+// [ErrConflictNotFound]; database errors are wrapped. Use [errors.Is].
+package safefind

@@ -1,0 +1,170 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"sync/atomic"
+
+	"github.com/safefind/safefind"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// The examples run on embedded SQLite. They live in the tests module so that
+// the library module requires nothing but GORM.
+
+var exampleDBs atomic.Int64
+
+// openExample opens a fresh in-memory SQLite database.
+func openExample(name string) *gorm.DB {
+	dsn := fmt.Sprintf("file:%s-%d?mode=memory&cache=shared", name, exampleDBs.Add(1))
+	db, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := db.AutoMigrate(&Tag{}, &Member{}); err != nil {
+		log.Fatal(err)
+	}
+	return db
+}
+
+// Register the plugin once, then find or create.
+func Example() {
+	db := openExample("example")
+	if err := db.Use(safefind.New()); err != nil {
+		log.Fatal(err)
+	}
+
+	var tag Tag
+	created, err := safefind.FindOrCreate(db, &tag, Tag{Name: "go"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(created, tag.ID, tag.Name)
+
+	var again Tag
+	created, err = safefind.FindOrCreate(db, &again, Tag{Name: "go"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(created, again.ID, again.Name)
+	// Output:
+	// true 1 go
+	// false 1 go
+}
+
+// The lookup is the chain plus the inline conditions; dest carries the
+// attributes to create with. Its equalities are set on the row created.
+func Example_findOrCreate() {
+	db := openExample("find_or_create")
+	if err := db.Use(safefind.New()); err != nil {
+		log.Fatal(err)
+	}
+
+	m := Member{Handle: "ada", Age: 36} // used only if the row is created
+	created, err := safefind.FindOrCreate(db.Where("org_id = ?", 7), &m, "email = ?", "ada@example.com")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(created, m.OrgID, m.Email, m.Handle, m.Age)
+	// Output:
+	// true 7 ada@example.com ada 36
+}
+
+// Insert first when the row is usually new: one INSERT on a miss, and never
+// a savepoint, inside a transaction or not.
+func Example_createOrFind() {
+	db := openExample("create_or_find")
+	if err := db.Use(safefind.New()); err != nil {
+		log.Fatal(err)
+	}
+
+	err := db.Transaction(func(tx *gorm.DB) error {
+		for _, name := range []string{"a", "b", "a"} {
+			var tag Tag
+			created, err := safefind.CreateOrFind(tx, &tag, map[string]any{"name": name})
+			if err != nil {
+				return err
+			}
+			fmt.Println(name, created, tag.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// a true 1
+	// b true 2
+	// a false 1
+}
+
+// Count what one unit of work sent, to assert in a test that a code path
+// opened no savepoint.
+func Example_counter() {
+	db := openExample("counter")
+	if err := db.Use(safefind.New()); err != nil {
+		log.Fatal(err)
+	}
+
+	var c safefind.Counter
+	ctx := safefind.WithCounter(context.Background(), &c)
+	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		_, err := safefind.FindOrCreate(tx, &Tag{}, Tag{Name: "go"})
+		return err
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("statements:", c.Statements(), "savepoints:", c.Savepoints())
+	// Output:
+	// statements: 2 savepoints: 0
+}
+
+// Errors are sentinels, tested with errors.Is; bad input writes nothing.
+func Example_errors() {
+	db := openExample("errors")
+	if err := db.Use(safefind.New()); err != nil {
+		log.Fatal(err)
+	}
+
+	// A zero-valued struct: GORM would drop it and match any row.
+	_, err := safefind.FindOrCreate(db, &Tag{}, Tag{Name: ""})
+	fmt.Println(errors.Is(err, safefind.ErrNoConditions))
+
+	// A *gorm.DB without the plugin.
+	plain := openExample("errors_plain")
+	_, err = safefind.CreateOrFind(plain, &Tag{}, Tag{Name: "go"})
+	fmt.Println(errors.Is(err, safefind.ErrNotRegistered))
+	// Output:
+	// true
+	// true
+}
+
+// Retry the whole transaction when the error says so: a serialization
+// failure, a deadlock, a busy database, or a snapshot that cannot see the
+// winner's row.
+func Example_isRetryable() {
+	db := openExample("retryable")
+	if err := db.Use(safefind.New()); err != nil {
+		log.Fatal(err)
+	}
+
+	var tag Tag
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		err = db.Transaction(func(tx *gorm.DB) error {
+			_, err := safefind.FindOrCreate(tx, &tag, Tag{Name: "go"})
+			return err
+		})
+		if !safefind.IsRetryable(err) {
+			break
+		}
+	}
+	fmt.Println(err, tag.Name)
+	// Output:
+	// <nil> go
+}
