@@ -2,6 +2,7 @@ package safefind
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"reflect"
@@ -22,12 +23,18 @@ import (
 // (guard), and from it takes the equalities that the row to create must
 // satisfy.
 
-// callKey marks safefind's own statements (with InstanceSet, so that it does
-// not leak into preload queries) and carries the call they belong to.
+// callKey carries the call in the settings of safefind's own statements.
+// Settings follow a statement into its clones (a scope may clone it) and
+// into preload queries; a callback knows the call's own statement by its
+// destination, which is the call's alone.
 const callKey = "safefind:call"
 
 // errProbed stops a statement in the guard once its conditions are read.
 var errProbed = errors.New("safefind: probed")
+
+// errNotInspected: the lookup ran without passing the guard, which happens
+// only when a scope replaces the statement with a new one (NewDB).
+var errNotInspected = fmt.Errorf("%w: a scope replaced the lookup's statement", ErrUnsupportedCondition)
 
 // call is one FindOrCreate or CreateOrFind.
 type call struct {
@@ -39,6 +46,7 @@ type call struct {
 	inTx   bool
 	strict bool // every condition must be an assignable equality (CreateOrFind)
 	probe  bool // the next guarded statement only reads its conditions
+	target any  // the destination of the statement under way: a fresh value, or dest
 
 	// Read off the lookup statement by the guard.
 	inspected bool
@@ -46,7 +54,10 @@ type call struct {
 	table     string
 	tableExpr *clause.Expr
 	locked    bool // the caller asked for a locking read
-	eqs       []equality
+	// insertTable is the table to insert into when the lookup's table
+	// expression has an alias (Table("tags AS t")): the name before it.
+	insertTable string
+	eqs         []equality
 }
 
 // equality is a column = value condition, to be set on the row to create.
@@ -90,7 +101,9 @@ func begin(tx *gorm.DB, dest any, conds []any, strict bool) (c *call, err error)
 		q.Statement.AddClause(clause.Where{Exprs: exprs})
 	}
 	_, inTx := tx.Statement.ConnPool.(gorm.TxCommitter)
-	return &call{p: p, d: d, tx: tx, base: q.Session(&gorm.Session{}), dest: v, inTx: inTx, strict: strict}, nil
+	c = &call{p: p, d: d, tx: tx, dest: v, inTx: inTx, strict: strict}
+	c.base = q.Set(callKey, c).Session(&gorm.Session{})
+	return c, nil
 }
 
 // buildCondition builds inline conditions as Find would, turning a panic on
@@ -116,9 +129,13 @@ func (c *call) read(latest bool) (bool, error) {
 		}
 	}
 	fresh := reflect.New(c.dest.Type().Elem())
-	r := q.InstanceSet(callKey, c).Find(fresh.Interface())
+	c.target = fresh.Interface()
+	r := q.Find(c.target)
 	if r.Error != nil {
 		return false, r.Error
+	}
+	if !c.inspected {
+		return false, errNotInspected
 	}
 	if r.RowsAffected == 0 {
 		return false, nil
@@ -132,13 +149,14 @@ func (c *call) read(latest bool) (bool, error) {
 // probeConditions reads the lookup's conditions without sending anything.
 func (c *call) probeConditions() error {
 	c.probe = true
-	err := c.base.InstanceSet(callKey, c).Find(reflect.New(c.dest.Type().Elem()).Interface()).Error
+	c.target = reflect.New(c.dest.Type().Elem()).Interface()
+	err := c.base.Find(c.target).Error
 	c.probe = false
-	if errors.Is(err, errProbed) {
+	switch {
+	case errors.Is(err, errProbed):
 		return nil
-	}
-	if err == nil {
-		err = errors.New("safefind: the lookup was not inspected")
+	case err == nil:
+		return errNotInspected
 	}
 	return err
 }
@@ -146,11 +164,10 @@ func (c *call) probeConditions() error {
 // guard is the Query callback that inspects safefind's lookups before they
 // are sent.
 func (p *Plugin) guard(db *gorm.DB) {
-	v, ok := db.InstanceGet(callKey)
-	if !ok || db.Error != nil {
+	c := callOf(db)
+	if c == nil || db.Error != nil {
 		return
 	}
-	c := v.(*call)
 	if !c.inspected {
 		if err := c.inspect(db.Statement); err != nil {
 			db.AddError(err)
@@ -163,6 +180,19 @@ func (p *Plugin) guard(db *gorm.DB) {
 	}
 }
 
+// callOf returns the call a statement belongs to, or nil.
+func callOf(db *gorm.DB) *call {
+	v, ok := db.Get(callKey)
+	if !ok {
+		return nil
+	}
+	c, ok := v.(*call)
+	if !ok || db.Statement.Dest != c.target {
+		return nil
+	}
+	return c
+}
+
 // inspect validates the lookup statement and collects its equalities.
 func (c *call) inspect(stmt *gorm.Statement) error {
 	if stmt.Schema == nil {
@@ -171,44 +201,66 @@ func (c *call) inspect(stmt *gorm.Statement) error {
 	if stmt.Schema.ModelType != c.dest.Type().Elem() {
 		return fmt.Errorf("%w: dest is %s but the model is %s", ErrInvalidDest, c.dest.Type(), stmt.Schema.ModelType)
 	}
-	where, _ := stmt.Clauses["WHERE"].Expression.(clause.Where)
-	if len(where.Exprs) == 0 {
-		return ErrNoConditions
-	}
 	c.schema, c.table, c.tableExpr = stmt.Schema, stmt.Table, stmt.TableExpr
+	if te := stmt.TableExpr; te != nil {
+		if len(te.Vars) > 0 {
+			return fmt.Errorf("%w: cannot insert into the table expression %q", ErrUnsupportedCondition, te.SQL)
+		}
+		if f := strings.Fields(te.SQL); len(f) > 1 {
+			c.insertTable = f[0]
+		}
+	}
 	_, c.locked = stmt.Clauses["FOR"]
 	c.eqs = c.eqs[:0]
-	return c.collect(stmt, where.Exprs)
+	where, _ := stmt.Clauses["WHERE"].Expression.(clause.Where)
+	leaves, err := c.collect(stmt, where.Exprs)
+	if err != nil {
+		return err
+	}
+	if leaves == 0 {
+		return ErrNoConditions
+	}
+	return c.validate(stmt.Context)
 }
 
-// collect appends the equalities among exprs to c.eqs. Other conditions only
-// filter the reads; CreateOrFind refuses them.
-func (c *call) collect(stmt *gorm.Statement, exprs []clause.Expression) error {
+// collect appends the equalities among exprs to c.eqs and counts the
+// conditions. Other conditions only filter the reads; CreateOrFind refuses
+// them.
+func (c *call) collect(stmt *gorm.Statement, exprs []clause.Expression) (leaves int, err error) {
 	for _, e := range exprs {
 		var pairs []pair
 		switch e := e.(type) {
+		case nil:
+			return 0, fmt.Errorf("%w: a nil condition", ErrUnsupportedCondition)
+		case clause.AndConditions:
+			n, err := c.collect(stmt, e.Exprs)
+			if err != nil {
+				return 0, err
+			}
+			leaves += n
+			continue
 		case clause.Eq:
 			if col, ok := columnOf(e.Column); ok && assignable(e.Value) {
 				pairs = []pair{{col, e.Value}}
 			}
-		case clause.AndConditions:
-			if err := c.collect(stmt, e.Exprs); err != nil {
-				return err
+		case clause.IN: // GORM's form of an inline primary key, and of a one-element list
+			if col, ok := columnOf(e.Column); ok && len(e.Values) == 1 && assignable(e.Values[0]) {
+				pairs = []pair{{col, e.Values[0]}}
 			}
-			continue
 		case clause.Expr:
 			pairs = parseEqualities(e.SQL, e.Vars)
 		}
+		leaves++
 		if pairs == nil {
 			if c.strict {
-				return fmt.Errorf("%w: %s", ErrUnsupportedCondition, render(stmt, e))
+				return 0, fmt.Errorf("%w: %s", ErrUnsupportedCondition, render(stmt, e))
 			}
 			continue
 		}
 		for _, pr := range pairs {
 			if pr.col.Table != "" && pr.col.Table != clause.CurrentTable && pr.col.Table != c.table && pr.col.Table != c.schema.Table {
 				if c.strict {
-					return fmt.Errorf("%w: %s is on another table", ErrUnsupportedCondition, render(stmt, e))
+					return 0, fmt.Errorf("%w: %s is on another table", ErrUnsupportedCondition, render(stmt, e))
 				}
 				continue
 			}
@@ -217,9 +269,40 @@ func (c *call) collect(stmt *gorm.Statement, exprs []clause.Expression) error {
 				f = c.schema.PrioritizedPrimaryField
 			}
 			if f == nil {
-				return fmt.Errorf("%w: %q in %s", ErrUnknownColumn, pr.col.Name, render(stmt, e))
+				return 0, fmt.Errorf("%w: %q in %s", ErrUnknownColumn, pr.col.Name, render(stmt, e))
+			}
+			if !f.Creatable {
+				return 0, fmt.Errorf("%w: %q is not written on create, in %s", ErrUnknownColumn, pr.col.Name, render(stmt, e))
 			}
 			c.eqs = append(c.eqs, equality{f, pr.value})
+		}
+	}
+	return leaves, nil
+}
+
+// validate sets the equalities on a scratch value, before anything is sent:
+// a value the field cannot take, or two different values for one field (a
+// lookup no row could ever match), is refused.
+func (c *call) validate(ctx context.Context) error {
+	if len(c.eqs) == 0 {
+		return nil
+	}
+	scratch := reflect.New(c.dest.Type().Elem()).Elem()
+	for i, e := range c.eqs {
+		var before any
+		again := false
+		for _, prev := range c.eqs[:i] {
+			if prev.field == e.field {
+				again = true
+				before = e.field.ReflectValueOf(ctx, scratch).Interface()
+				break
+			}
+		}
+		if err := e.field.Set(ctx, scratch, e.value); err != nil {
+			return fmt.Errorf("%w: %s cannot take %#v: %w", ErrUnsupportedCondition, e.field.Name, e.value, err)
+		}
+		if again && !reflect.DeepEqual(before, e.field.ReflectValueOf(ctx, scratch).Interface()) {
+			return fmt.Errorf("%w: %s is given two different values", ErrUnsupportedCondition, e.field.Name)
 		}
 	}
 	return nil
@@ -243,17 +326,41 @@ func columnOf(col any) (clause.Column, bool) {
 	return clause.Column{}, false
 }
 
-// assignable reports whether v can be both a lookup value and a value to
-// store: not a list (GORM renders those as IN), not an expression or query.
+// assignable reports whether v is one value that an equality compares with
+// "=" and that can be stored: not NULL (GORM renders it IS NULL, and a unique
+// index does not hold NULLs), not a list (rendered as IN), not an expression
+// or a query. It follows GORM's Statement.AddVar: a driver.Valuer and a byte
+// slice or array are single values.
 func assignable(v any) bool {
-	switch v.(type) {
-	case nil, clause.Expression, *gorm.DB:
+	if isNull(v) {
 		return false
-	case []byte:
+	}
+	switch v.(type) {
+	case clause.Expression, *gorm.DB:
+		return false
+	case driver.Valuer, []byte:
 		return true
 	}
-	k := reflect.ValueOf(v).Kind()
-	return k != reflect.Slice && k != reflect.Array
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Slice, reflect.Array:
+		return rv.Type().Elem().Kind() == reflect.Uint8
+	}
+	return true
+}
+
+// isNull reports whether GORM renders v as NULL, as its clause.Eq does.
+func isNull(v any) bool {
+	if v == nil {
+		return true
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && rv.IsNil() {
+		return true
+	}
+	if valuer, ok := v.(driver.Valuer); ok {
+		value, err := valuer.Value()
+		return err == nil && isNull(value)
+	}
+	return false
 }
 
 // parseEqualities reads SQL of the form `a = ? AND t.b = ?` (identifiers
@@ -375,6 +482,10 @@ func (c *call) assign(ctx context.Context) error {
 // insert inserts dest, skipping a conflicting row where the dialect can
 // (skip), and reports whether the row was created. A unique violation is not
 // an error: it is reported as a conflict, with the database's error in dup.
+//
+// The INSERT runs on the caller's connection and context, with the caller's
+// settings (db.Set), Select and Omit, but none of its clauses: the lookup's
+// WHERE, ORDER and locking mean nothing to an INSERT.
 func (c *call) insert(skip bool) (created bool, dup error, err error) {
 	db := c.tx.Session(&gorm.Session{
 		NewDB: true,
@@ -382,12 +493,24 @@ func (c *call) insert(skip bool) (created bool, dup error, err error) {
 		// serves hooks, and associations are not saved.
 		SkipDefaultTransaction: c.tx.SkipDefaultTransaction || !hasCreateHooks(c.schema),
 		Logger:                 quietConflicts{c.tx.Logger, c.tx.Dialector},
-	}).Omit(clause.Associations)
-	db.Statement.Table, db.Statement.TableExpr = c.table, c.tableExpr
+	}).Clauses()
+	st := db.Statement
+	c.tx.Statement.Settings.Range(func(k, v any) bool {
+		st.Settings.Store(k, v)
+		return true
+	})
+	st.Selects = c.tx.Statement.Selects
+	st.Omits = append(append([]string(nil), c.tx.Statement.Omits...), clause.Associations)
+	if c.insertTable != "" {
+		db = db.Table(c.insertTable)
+	} else {
+		st.Table, st.TableExpr = c.table, c.tableExpr
+	}
 	if skip {
 		db = db.Clauses(c.d.SkipOnConflict()...)
 	}
-	r := db.InstanceSet(callKey, c).Create(c.dest.Interface())
+	c.target = c.dest.Interface()
+	r := db.Set(callKey, c).Create(c.target)
 	switch {
 	case r.Error == nil:
 		return r.RowsAffected > 0, nil, nil
@@ -404,7 +527,7 @@ func hasCreateHooks(s *schema.Schema) bool {
 // skipped is the Create callback that keeps GORM from running AfterCreate and
 // AfterSave hooks for a row that safefind's INSERT skipped on a conflict.
 func skipped(db *gorm.DB) {
-	if _, ok := db.InstanceGet(callKey); ok && db.Error == nil && db.RowsAffected == 0 {
+	if c := callOf(db); c != nil && db.Error == nil && db.RowsAffected == 0 {
 		db.Statement.SkipHooks = true
 	}
 }
@@ -421,6 +544,15 @@ func (q quietConflicts) LogMode(l logger.LogLevel) logger.Interface {
 	return quietConflicts{q.Interface.LogMode(l), q.dialector}
 }
 
+// ParamsFilter keeps the caller's logger's filter (ParameterizedQueries) in
+// force.
+func (q quietConflicts) ParamsFilter(ctx context.Context, sql string, params ...any) (string, []any) {
+	if f, ok := q.Interface.(gorm.ParamsFilter); ok {
+		return f.ParamsFilter(ctx, sql, params...)
+	}
+	return sql, params
+}
+
 func (q quietConflicts) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
 	if isDuplicate(q.dialector, err) {
 		err = nil
@@ -431,14 +563,22 @@ func (q quietConflicts) Trace(ctx context.Context, begin time.Time, fc func() (s
 // createOrRead is the end of both paths: insert (inside a savepoint where
 // needed), and on a conflict read the winner's row. A conflict whose row
 // cannot be read is tried again, WithRetries times.
-func (c *call) createOrRead(skip bool) (bool, error) {
+//
+// On an error dest is left as the caller prepared it.
+func (c *call) createOrRead(skip bool) (created bool, err error) {
+	prepared := reflect.New(c.dest.Type().Elem()).Elem()
+	prepared.Set(c.dest.Elem())
+	defer func() {
+		if err != nil {
+			c.dest.Elem().Set(prepared)
+		}
+	}()
 	ctx := c.tx.Statement.Context
 	if err := c.assign(ctx); err != nil {
 		return false, err
 	}
 	for attempt := 0; ; attempt++ {
-		var created bool
-		var dup, err error
+		var dup error
 		if !skip && c.needSavepoint() {
 			created, dup, err = c.inSavepoint(func() (bool, error, error) { return c.insert(false) })
 		} else {

@@ -1,0 +1,188 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"database/sql/driver"
+	"encoding/hex"
+	"fmt"
+	"log"
+	"testing"
+
+	"github.com/safefind/safefind"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/logger"
+)
+
+// UID is a fixed-size byte array stored through driver.Valuer, like a UUID
+// type: one value, not a list.
+type UID [4]byte
+
+func (u UID) Value() (driver.Value, error) { return hex.EncodeToString(u[:]), nil }
+
+func (u *UID) Scan(v any) error {
+	var s string
+	switch v := v.(type) {
+	case string:
+		s = v
+	case []byte:
+		s = string(v)
+	default:
+		return fmt.Errorf("UID: cannot scan %T", v)
+	}
+	_, err := hex.Decode(u[:], []byte(s))
+	return err
+}
+
+func (UID) GormDataType() string { return "varchar(8)" }
+
+type Item struct {
+	ID   uint
+	UID  UID    `gorm:"uniqueIndex"`
+	Slug string `gorm:"size:32;->"` // read-only
+	Name string `gorm:"size:32"`
+}
+
+type auditKey struct{}
+
+// Audited reads a setting in its BeforeCreate hook.
+type Audited struct {
+	ID    uint
+	Email string `gorm:"size:64;uniqueIndex"`
+	By    string `gorm:"size:32"`
+}
+
+func (a *Audited) BeforeCreate(tx *gorm.DB) error {
+	if v, ok := tx.Get("audit:user"); ok {
+		a.By = v.(string)
+	}
+	return nil
+}
+
+func TestEdgeCases(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Tag{}, &Member{}, &Item{}, &Audited{})
+		for i, o := range ops {
+			t.Run(o.name+"/scope that clones the statement", func(t *testing.T) {
+				scope := func(d *gorm.DB) *gorm.DB {
+					return d.WithContext(context.Background()).Where("name = ?", "scoped-"+o.name)
+				}
+				var tag Tag
+				created, err := o.fn(e.db.Scopes(scope), &tag)
+				require.NoError(t, err)
+				assert.True(t, created)
+				assert.Equal(t, "scoped-"+o.name, tag.Name)
+				created, err = o.fn(e.db.Scopes(scope), &Tag{})
+				require.NoError(t, err)
+				assert.False(t, created)
+			})
+			t.Run(o.name+"/scope without conditions", func(t *testing.T) {
+				scope := func(d *gorm.DB) *gorm.DB { return d.WithContext(context.Background()) }
+				_, err := o.fn(e.db.Scopes(scope), &Tag{Name: "x"})
+				require.ErrorIs(t, err, safefind.ErrNoConditions)
+			})
+			t.Run(o.name+"/valuer array key", func(t *testing.T) {
+				uid := UID{1, 2, 3, byte(i)}
+				var it Item
+				created, err := o.fn(e.db, &it, Item{UID: uid})
+				require.NoError(t, err)
+				assert.True(t, created)
+				var stored Item
+				require.NoError(t, e.other.First(&stored, it.ID).Error)
+				assert.Equal(t, uid, stored.UID)
+				created, err = o.fn(e.db, &Item{}, Item{UID: uid})
+				require.NoError(t, err)
+				assert.False(t, created)
+			})
+			t.Run(o.name+"/inline primary key", func(t *testing.T) {
+				id := uint(9000 - 1000*i) // below the auto-increment counter the first one moves
+				tag := Tag{Name: fmt.Sprintf("pk-%d", i)}
+				created, err := o.fn(e.db, &tag, id)
+				require.NoError(t, err)
+				assert.True(t, created)
+				assert.Equal(t, id, tag.ID)
+				created, err = o.fn(e.db, &tag, id)
+				require.NoError(t, err)
+				assert.False(t, created)
+			})
+			t.Run(o.name+"/one-element list", func(t *testing.T) {
+				var tag Tag
+				created, err := o.fn(e.db, &tag, map[string]any{"name": []string{"listed-" + o.name}})
+				require.NoError(t, err)
+				assert.True(t, created)
+				assert.Equal(t, "listed-"+o.name, tag.Name)
+			})
+			t.Run(o.name+"/table alias", func(t *testing.T) {
+				var tag Tag
+				created, err := o.fn(e.db.Table("tags AS t"), &tag, "t.name = ?", "aliased-"+o.name)
+				require.NoError(t, err)
+				assert.True(t, created)
+				assert.EqualValues(t, 1, e.count(t, &Tag{}, "name = ?", "aliased-"+o.name))
+			})
+			t.Run(o.name+"/settings reach the hooks", func(t *testing.T) {
+				var a Audited
+				created, err := o.fn(e.db.Set("audit:user", "alice"), &a, Audited{Email: o.name})
+				require.NoError(t, err)
+				assert.True(t, created)
+				var stored Audited
+				require.NoError(t, e.other.First(&stored, a.ID).Error)
+				assert.Equal(t, "alice", stored.By)
+			})
+			t.Run(o.name+"/parameterized query logs", func(t *testing.T) {
+				var buf bytes.Buffer
+				quiet := logger.New(log.New(&buf, "", 0), logger.Config{LogLevel: logger.Info, ParameterizedQueries: true})
+				db := e.db.Session(&gorm.Session{Logger: quiet})
+				_, err := o.fn(db, &Tag{Note: "secret-note"}, Tag{Name: "secret-" + o.name})
+				require.NoError(t, err)
+				assert.NotContains(t, buf.String(), "secret")
+				assert.Contains(t, buf.String(), "INSERT")
+			})
+
+			refused := []struct {
+				name  string
+				tx    func() *gorm.DB
+				conds []any
+				want  error
+			}{
+				{"two values for one column", func() *gorm.DB { return e.db.Where("name = ?", "a") }, []any{"name = ?", "b"}, safefind.ErrUnsupportedCondition},
+				{"read-only column", func() *gorm.DB { return e.db.Model(&Item{}) }, []any{map[string]any{"slug": "s", "name": "n"}}, safefind.ErrUnknownColumn},
+				{"empty group", func() *gorm.DB { return e.db.Clauses(clause.Where{Exprs: []clause.Expression{clause.AndConditions{}}}) }, nil, safefind.ErrNoConditions},
+				{"nil condition", func() *gorm.DB { return e.db.Clauses(clause.Where{Exprs: []clause.Expression{clause.And()}}) }, nil, safefind.ErrUnsupportedCondition},
+				{"a value the column cannot take", func() *gorm.DB { return e.db.Model(&Member{}) }, []any{map[string]any{"org_id": "abc", "email": "x"}}, safefind.ErrUnsupportedCondition},
+			}
+			for _, c := range refused {
+				t.Run(o.name+"/refused: "+c.name, func(t *testing.T) {
+					db, r := e.recorded(c.tx())
+					var dest any = &Tag{}
+					if c.name == "read-only column" {
+						dest = &Item{}
+					} else if c.name == "a value the column cannot take" {
+						dest = &Member{}
+					}
+					_, err := o.fn(db, dest, c.conds...)
+					require.ErrorIs(t, err, c.want)
+					assert.Empty(t, r.Statements(), "refused before anything is sent")
+				})
+			}
+			t.Run(o.name+"/NULL in the lookup", func(t *testing.T) {
+				cond := map[string]any{"org_id": (*uint)(nil), "email": "null-" + o.name}
+				_, err := o.fn(e.db, &Member{Handle: "null-" + o.name}, cond)
+				if o.name == "CreateOrFind" {
+					require.ErrorIs(t, err, safefind.ErrUnsupportedCondition, "a unique index does not hold NULLs")
+				} else {
+					require.NoError(t, err, "IS NULL filters FindOrCreate's reads")
+				}
+			})
+			t.Run(o.name+"/dest unchanged on error", func(t *testing.T) {
+				require.NoError(t, e.other.Create(&Member{OrgID: 9, Email: o.name, Handle: "taken-" + o.name}).Error)
+				m := Member{Handle: "taken-" + o.name, Age: 3}
+				_, err := o.fn(e.db, &m, Member{OrgID: 10, Email: "e@x"})
+				require.ErrorIs(t, err, safefind.ErrConflictNotFound)
+				assert.Equal(t, Member{Handle: "taken-" + o.name, Age: 3}, m)
+			})
+		}
+	})
+}
