@@ -29,13 +29,17 @@ var (
 	ErrNoConditions = errors.New("safefind: the lookup has no conditions")
 
 	// ErrUnknownColumn: an equality condition names a column that is not a
-	// field of the model, so the row to create could not satisfy it.
+	// field of the model, or a field GORM does not write on create (tagged
+	// "->" or "<-:false"), so the row to create could not satisfy it.
 	ErrUnknownColumn = errors.New("safefind: condition on a column that is not a field of the model")
 
-	// ErrUnsupportedCondition: CreateOrFind was given a condition that is not
-	// a column equality (a range, an OR, an IN, SQL it cannot read). Its
-	// INSERT comes first and could not honour such a condition; use
-	// FindOrCreate, or set the field on dest.
+	// ErrUnsupportedCondition: a condition safefind cannot honour. For both
+	// calls: a value its column cannot take, one column given two different
+	// values, a nil condition, a condition GORM cannot build, a table
+	// expression with a subquery. For CreateOrFind also any condition that is
+	// not a column equality (a range, an OR, an IN of several values, IS NULL,
+	// SQL other than "col = ?"): its INSERT comes first and could not honour
+	// it; use FindOrCreate, or set the field on dest.
 	ErrUnsupportedCondition = errors.New("safefind: CreateOrFind needs column equalities only")
 
 	// ErrConflictNotFound: the INSERT hit a unique conflict, yet no row
