@@ -302,3 +302,50 @@ func TestHooksRunOnlyForCreatedRows(t *testing.T) {
 		}
 	})
 }
+
+// The winner's row is deleted between the caller's conflicting INSERT and its
+// read: the INSERT is tried again and creates the row.
+func TestRetryAfterRowVanished(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		for _, o := range ops {
+			for _, inTx := range []bool{false, true} {
+				if inTx && e.name != "postgres" {
+					// MySQL/MariaDB: the failed INSERT holds a shared lock on the
+					// winner's row until the transaction ends, so no one can
+					// delete it meanwhile. SQLite: no other writer inside a
+					// transaction.
+					continue
+				}
+				t.Run(fmt.Sprintf("%s/tx=%v", o.name, inTx), func(t *testing.T) {
+					e.reset(t, &Tag{})
+					ctx := withInject(context.Background(), func() {
+						require.NoError(t, e.other.Create(&Tag{Name: "vanishing"}).Error)
+					})
+					ctx = withAfterInsert(ctx, func() {
+						require.NoError(t, e.other.Where("name = ?", "vanishing").Delete(&Tag{}).Error)
+					})
+					before := e.plugin.Stats()
+					var tag Tag
+					var created bool
+					call := func(tx *gorm.DB) error {
+						var err error
+						created, err = o.fn(tx.WithContext(ctx), &tag, Tag{Name: "vanishing"})
+						return err
+					}
+					if inTx {
+						require.NoError(t, e.db.Transaction(call))
+					} else {
+						require.NoError(t, call(e.db))
+					}
+					assert.True(t, created)
+					after := e.plugin.Stats()
+					assert.EqualValues(t, 1, after.Retries-before.Retries)
+					assert.EqualValues(t, 1, after.Conflicts-before.Conflicts)
+					var stored Tag
+					require.NoError(t, e.other.Where("name = ?", "vanishing").First(&stored).Error)
+					assert.Equal(t, stored, tag)
+				})
+			}
+		}
+	})
+}

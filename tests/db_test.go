@@ -100,6 +100,7 @@ func open(t *testing.T, name string) *env {
 	p := safefind.New()
 	require.NoError(t, db.Use(p))
 	require.NoError(t, db.Callback().Create().Before("gorm:begin_transaction").Register("test:inject", inject))
+	require.NoError(t, db.Callback().Create().After("gorm:create").Register("test:after_insert", afterInsert))
 	other, err := gorm.Open(dialector(sqlDB), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	return &env{name: name, db: db, plugin: p, other: other, sqlDB: sqlDB}
@@ -183,6 +184,21 @@ func withInject(ctx context.Context, fn func()) context.Context {
 
 func inject(db *gorm.DB) {
 	if f, ok := db.Statement.Context.Value(injectKey{}).(func()); ok {
+		f()
+	}
+}
+
+type afterInsertKey struct{}
+
+// withAfterInsert returns a context under which fn runs once, just after the
+// first INSERT that safefind sends, before it reads the winner's row.
+func withAfterInsert(ctx context.Context, fn func()) context.Context {
+	var once sync.Once
+	return context.WithValue(ctx, afterInsertKey{}, func() { once.Do(fn) })
+}
+
+func afterInsert(db *gorm.DB) {
+	if f, ok := db.Statement.Context.Value(afterInsertKey{}).(func()); ok {
 		f()
 	}
 }
