@@ -42,6 +42,11 @@ var (
 	// it; use FindOrCreate, or set the field on dest.
 	ErrUnsupportedCondition = errors.New("safefind: CreateOrFind needs column equalities only")
 
+	// ErrKeyNotUnique: the key columns of a batch are not covered by a
+	// primary key or unique index, neither on the model nor in the
+	// database's catalog: concurrent callers would insert duplicates.
+	ErrKeyNotUnique = errors.New("safefind: the key columns are not covered by a unique index")
+
 	// ErrConflictNotFound: the INSERT hit a unique conflict, yet no row
 	// matches the lookup, on every attempt allowed by [WithRetries]. Either
 	// the conflicting row is deleted as fast as it is created, or the conflict

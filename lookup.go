@@ -45,6 +45,7 @@ type call struct {
 	dest   reflect.Value // *Model
 	inTx   bool
 	strict bool // every condition must be an assignable equality (CreateOrFind)
+	batch  bool // the keys come from the rows: the chain may have no condition
 	probe  bool // the next guarded statement only reads its conditions
 	target any  // the destination of the statement under way: a fresh value, or dest
 
@@ -67,25 +68,16 @@ type equality struct {
 }
 
 // begin validates the arguments and prepares the lookup. It sends nothing.
-func begin(tx *gorm.DB, dest any, conds []any, strict bool) (c *call, err error) {
-	p, err := pluginOf(tx)
+func begin(tx *gorm.DB, dest any, conds []any, strict bool) (*call, error) {
+	c, err := newCall(tx, strict)
 	if err != nil {
-		return nil, err
-	}
-	if tx.Error != nil {
-		return nil, tx.Error
-	}
-	if err := tx.Statement.Context.Err(); err != nil {
 		return nil, err
 	}
 	v := reflect.ValueOf(dest)
 	if !v.IsValid() || v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
 		return nil, fmt.Errorf("%w, got %T", ErrInvalidDest, dest)
 	}
-	d := dialect.For(tx.Dialector.Name())
-	if d == nil {
-		return nil, fmt.Errorf("%w: %q", ErrUnsupportedDialect, tx.Dialector.Name())
-	}
+	c.dest = v
 
 	q := tx.Session(&gorm.Session{}).Limit(1).Order(clause.OrderByColumn{
 		Column: clause.Column{Table: clause.CurrentTable, Name: clause.PrimaryKey},
@@ -100,10 +92,29 @@ func begin(tx *gorm.DB, dest any, conds []any, strict bool) (c *call, err error)
 		}
 		q.Statement.AddClause(clause.Where{Exprs: exprs})
 	}
-	_, inTx := tx.Statement.ConnPool.(gorm.TxCommitter)
-	c = &call{p: p, d: d, tx: tx, dest: v, inTx: inTx, strict: strict}
 	c.base = q.Set(callKey, c).Session(&gorm.Session{})
 	return c, nil
+}
+
+// newCall checks what every call needs: a DB with the plugin, a chain
+// without error, a live context and a supported dialect.
+func newCall(tx *gorm.DB, strict bool) (*call, error) {
+	p, err := pluginOf(tx)
+	if err != nil {
+		return nil, err
+	}
+	if tx.Error != nil {
+		return nil, tx.Error
+	}
+	if err := tx.Statement.Context.Err(); err != nil {
+		return nil, err
+	}
+	d := dialect.For(tx.Dialector.Name())
+	if d == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnsupportedDialect, tx.Dialector.Name())
+	}
+	_, inTx := tx.Statement.ConnPool.(gorm.TxCommitter)
+	return &call{p: p, d: d, tx: tx, inTx: inTx, strict: strict}, nil
 }
 
 // buildCondition builds inline conditions as Find would, turning a panic on
@@ -217,7 +228,7 @@ func (c *call) inspect(stmt *gorm.Statement) error {
 	if err != nil {
 		return err
 	}
-	if leaves == 0 {
+	if leaves == 0 && !c.batch {
 		return ErrNoConditions
 	}
 	return c.validate(stmt.Context)
@@ -232,6 +243,8 @@ func (c *call) collect(stmt *gorm.Statement, exprs []clause.Expression) (leaves 
 		switch e := e.(type) {
 		case nil:
 			return 0, fmt.Errorf("%w: a nil condition", ErrUnsupportedCondition)
+		case keysIn: // a batch's own key list
+			continue
 		case clause.AndConditions:
 			n, err := c.collect(stmt, e.Exprs)
 			if err != nil {
@@ -471,8 +484,13 @@ func render(stmt *gorm.Statement, e clause.Expression) string {
 // assign sets the lookup's equalities on dest: the row to create must be
 // found by the lookup.
 func (c *call) assign(ctx context.Context) error {
+	return c.assignTo(ctx, c.dest.Elem())
+}
+
+// assignTo sets the lookup's equalities on the struct v.
+func (c *call) assignTo(ctx context.Context, v reflect.Value) error {
 	for _, e := range c.eqs {
-		if err := e.field.Set(ctx, c.dest.Elem(), e.value); err != nil {
+		if err := e.field.Set(ctx, v, e.value); err != nil {
 			return fmt.Errorf("safefind: set %s from the lookup: %w", e.field.Name, err)
 		}
 	}
@@ -487,25 +505,12 @@ func (c *call) assign(ctx context.Context) error {
 // settings (db.Set), Select and Omit, but none of its clauses: the lookup's
 // WHERE, ORDER and locking mean nothing to an INSERT.
 func (c *call) insert(skip bool) (created bool, dup error, err error) {
-	db := c.tx.Session(&gorm.Session{
-		NewDB: true,
+	db := c.insertDB(&gorm.Session{
 		// One INSERT is atomic by itself; GORM's default transaction only
 		// serves hooks, and associations are not saved.
 		SkipDefaultTransaction: c.tx.SkipDefaultTransaction || !hasCreateHooks(c.schema),
 		Logger:                 quietConflicts{c.tx.Logger, c.tx.Dialector},
-	}).Clauses()
-	st := db.Statement
-	c.tx.Statement.Settings.Range(func(k, v any) bool {
-		st.Settings.Store(k, v)
-		return true
 	})
-	st.Selects = c.tx.Statement.Selects
-	st.Omits = append(append([]string(nil), c.tx.Statement.Omits...), clause.Associations)
-	if c.insertTable != "" {
-		db = db.Table(c.insertTable)
-	} else {
-		st.Table, st.TableExpr = c.table, c.tableExpr
-	}
 	if skip {
 		db = db.Clauses(c.d.SkipOnConflict()...)
 	}
@@ -518,6 +523,26 @@ func (c *call) insert(skip bool) (created bool, dup error, err error) {
 		return false, r.Error, nil
 	}
 	return false, nil, r.Error
+}
+
+// insertDB returns a new statement on the caller's connection and context
+// for an INSERT into the lookup's table, with the caller's settings, Select
+// and Omit, and the session options s (whose NewDB is set).
+func (c *call) insertDB(s *gorm.Session) *gorm.DB {
+	s.NewDB = true
+	db := c.tx.Session(s).Clauses()
+	st := db.Statement
+	c.tx.Statement.Settings.Range(func(k, v any) bool {
+		st.Settings.Store(k, v)
+		return true
+	})
+	st.Selects = c.tx.Statement.Selects
+	st.Omits = append(append([]string(nil), c.tx.Statement.Omits...), clause.Associations)
+	if c.insertTable != "" {
+		return db.Table(c.insertTable)
+	}
+	st.Table, st.TableExpr = c.table, c.tableExpr
+	return db
 }
 
 func hasCreateHooks(s *schema.Schema) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/safefind/safefind/dialect"
@@ -20,14 +21,16 @@ var _ gorm.Plugin = (*Plugin)(nil)
 // DB and every session and transaction derived from it. Its counters are
 // read with [Plugin.Stats].
 type Plugin struct {
-	cfg   config
-	stats struct {
+	cfg         config
+	uniqueCache sync.Map // table and key columns -> covered by a unique index
+	stats       struct {
 		savepoints, found, created, conflicts, retries atomic.Int64
 	}
 }
 
 type config struct {
 	retries int
+	chunk   int
 }
 
 // Option configures a [Plugin].
@@ -41,9 +44,16 @@ func WithRetries(n int) Option {
 	return func(c *config) { c.retries = max(n, 0) }
 }
 
+// WithChunkSize sets the most keys that one statement of [FindOrCreateAll]
+// or [CreateOrFindAll] carries (default 1000); the database's bind-parameter
+// limit may lower it. Values below 1 mean 1.
+func WithChunkSize(n int) Option {
+	return func(c *config) { c.chunk = max(n, 1) }
+}
+
 // New returns a plugin with the options applied over the defaults.
 func New(opts ...Option) *Plugin {
-	cfg := config{retries: 2}
+	cfg := config{retries: 2, chunk: 1000}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -118,7 +128,7 @@ func (p *Plugin) Stats() Stats {
 
 // pluginOf returns the plugin registered on db.
 func pluginOf(db *gorm.DB) (*Plugin, error) {
-	if db == nil || db.Config == nil {
+	if db == nil || db.Config == nil || db.Statement == nil {
 		return nil, fmt.Errorf("%w (nil *gorm.DB)", ErrNotRegistered)
 	}
 	p, ok := db.Config.Plugins[name].(*Plugin)

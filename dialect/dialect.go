@@ -45,6 +45,9 @@ type Dialect interface {
 	// path where a conflicting row could not be read.
 	SnapshotHidesCommitted(tx *gorm.DB) (bool, error)
 
+	// MaxParams is the most bind parameters one statement may carry.
+	MaxParams() int
+
 	// Retryable reports whether err, from this database's driver, means the
 	// whole transaction should be retried: a serialization failure, a
 	// deadlock, a lock-wait timeout, a busy database.

@@ -30,6 +30,8 @@ func (mysql) LatestRead() clause.Expression {
 
 func (mysql) SnapshotHidesCommitted(*gorm.DB) (bool, error) { return false, nil }
 
+func (mysql) MaxParams() int { return 65535 }
+
 // Retryable: deadlock or Galera certification failure (1213), lock wait
 // timeout (1205), and MariaDB's "record has changed since last read" (1020),
 // raised under innodb_snapshot_isolation.

@@ -22,6 +22,7 @@ func (postgres) SkipOnConflict() []clause.Expression {
 }
 
 func (postgres) LatestRead() clause.Expression { return nil }
+func (postgres) MaxParams() int                { return 65535 }
 
 func (postgres) SnapshotHidesCommitted(tx *gorm.DB) (bool, error) {
 	var level string

@@ -24,6 +24,7 @@ func (sqlite) SkipOnConflict() []clause.Expression {
 
 func (sqlite) LatestRead() clause.Expression                 { return nil }
 func (sqlite) SnapshotHidesCommitted(*gorm.DB) (bool, error) { return false, nil }
+func (sqlite) MaxParams() int                                { return 32766 }
 
 // Retryable: SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended
 // codes, from mattn/go-sqlite3 (sqlite3.Error) or modernc.org/sqlite

@@ -132,6 +132,21 @@ func TestNoUpdateTrigger(t *testing.T) {
 				call(e.db, fmt.Sprintf("z-%s-%v", o.name, inTx))
 			}
 		}
+		for _, o := range batchOps {
+			for _, inTx := range []bool{false, true} {
+				rows := []Tag{{Name: "exists"}, {Name: fmt.Sprintf("z-%s-%v", o.name, inTx)}}
+				run := func(tx *gorm.DB) error {
+					created, err := o.fn(tx, &rows, "name")
+					assert.Equal(t, []bool{false, true}, created)
+					return err
+				}
+				if inTx {
+					require.NoError(t, e.db.Transaction(run))
+				} else {
+					require.NoError(t, run(e.db))
+				}
+			}
+		}
 		assert.EqualValues(t, 0, e.count(t, &TagUpdate{}), "no UPDATE trigger fired")
 
 		// Control: the trigger is live.
