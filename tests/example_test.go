@@ -168,3 +168,26 @@ func Example_isRetryable() {
 	// Output:
 	// <nil> go
 }
+
+// Find or create many rows at once: one round trip per step and chunk.
+func Example_findOrCreateAll() {
+	db := openExample("find_or_create_all")
+	if err := db.Use(safefind.New()); err != nil {
+		log.Fatal(err)
+	}
+
+	rows := []Tag{{Name: "go"}, {Name: "sql"}, {Name: "go"}}
+	created, err := safefind.FindOrCreateAll(db, &rows, "name")
+	if err != nil {
+		log.Fatal(err)
+	}
+	// rows[i] holds the stored row, in your order; duplicates share one row.
+	// created[i] is true for the elements whose row this call inserted.
+	for i, row := range rows {
+		fmt.Println(row.ID, row.Name, created[i])
+	}
+	// Output:
+	// 1 go true
+	// 2 sql true
+	// 1 go false
+}
