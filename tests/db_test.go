@@ -57,7 +57,7 @@ func forEachDB(t *testing.T, fn func(t *testing.T, e *env)) {
 
 var sqliteDriver = &sqlite3.SQLiteDriver{}
 
-func open(t *testing.T, name string) *env {
+func open(t testing.TB, name string) *env {
 	t.Helper()
 	var (
 		connector driver.Connector
@@ -106,7 +106,7 @@ func open(t *testing.T, name string) *env {
 	return &env{name: name, db: db, plugin: p, other: other, sqlDB: sqlDB}
 }
 
-func dsnOrSkip(t *testing.T, key string) string {
+func dsnOrSkip(t testing.TB, key string) string {
 	t.Helper()
 	dsn := os.Getenv(key)
 	if dsn == "" {
@@ -119,7 +119,7 @@ func dsnOrSkip(t *testing.T, key string) string {
 }
 
 // reset drops and recreates the tables of models.
-func (e *env) reset(t *testing.T, models ...any) {
+func (e *env) reset(t testing.TB, models ...any) {
 	t.Helper()
 	m := e.other.Migrator()
 	for i := len(models) - 1; i >= 0; i-- {
@@ -129,7 +129,7 @@ func (e *env) reset(t *testing.T, models ...any) {
 }
 
 // count returns the number of rows of model matching conds.
-func (e *env) count(t *testing.T, model any, conds ...any) int64 {
+func (e *env) count(t testing.TB, model any, conds ...any) int64 {
 	t.Helper()
 	var n int64
 	q := e.other.Model(model)
