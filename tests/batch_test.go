@@ -547,12 +547,7 @@ func TestBatchGoldenSQL(t *testing.T) {
 	}
 	forEachDB(t, func(t *testing.T, e *env) {
 		e.reset(t, &Tag{})
-		log := &sqlLog{Interface: e.db.Logger}
-		r := &Recorder{}
-		tx := e.db.WithContext(withRecorder(context.Background(), r)).Begin()
-		require.NoError(t, tx.Error)
-		defer tx.Rollback()
-		dry := tx.Session(&gorm.Session{DryRun: true, Logger: log})
+		dry, log, r := e.dryRunInTx(t)
 		rows := []Tag{{Name: "b"}, {Name: "a"}}
 		created, err := safefind.FindOrCreateAll(dry, &rows, "name")
 		require.NoError(t, err)

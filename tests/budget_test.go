@@ -182,12 +182,7 @@ func TestGoldenSQL(t *testing.T) {
 		e.reset(t, &Tag{})
 		for _, o := range ops {
 			t.Run(o.name, func(t *testing.T) {
-				log := &sqlLog{Interface: e.db.Logger}
-				r := &Recorder{}
-				tx := e.db.WithContext(withRecorder(context.Background(), r)).Begin()
-				require.NoError(t, tx.Error)
-				defer tx.Rollback()
-				dry := tx.Session(&gorm.Session{DryRun: true, Logger: log})
+				dry, log, r := e.dryRunInTx(t)
 				created, err := o.fn(dry, &Tag{}, Tag{Name: "go"})
 				require.NoError(t, err)
 				assert.False(t, created)
@@ -233,4 +228,15 @@ func (l *sqlLog) statements() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.sqls...)
+}
+
+// dryRunInTx opens a transaction (ended with the test) and returns a DryRun
+// session on it that traces into log, with the recorder of what was sent.
+func (e *env) dryRunInTx(t *testing.T) (dry *gorm.DB, log *sqlLog, r *Recorder) {
+	log = &sqlLog{Interface: e.db.Logger}
+	r = &Recorder{}
+	tx := e.db.WithContext(withRecorder(context.Background(), r)).Begin()
+	require.NoError(t, tx.Error)
+	t.Cleanup(func() { tx.Rollback() })
+	return tx.Session(&gorm.Session{DryRun: true, Logger: log}), log, r
 }

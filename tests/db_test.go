@@ -8,13 +8,13 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/mattn/go-sqlite3"
 	"github.com/safefind/safefind"
+	"github.com/safefind/safefind/tests/internal/race"
 	"github.com/stretchr/testify/require"
 	"gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
@@ -147,58 +147,39 @@ func (e *env) recorded(db *gorm.DB) (*gorm.DB, *Recorder) {
 }
 
 // release runs fn in n goroutines released together, and waits for them.
-func release(n int, fn func(i int)) {
-	var ready, done sync.WaitGroup
-	start := make(chan struct{})
-	ready.Add(n)
-	done.Add(n)
-	for i := range n {
-		go func() {
-			defer done.Done()
-			ready.Done()
-			<-start
-			fn(i)
-		}()
-	}
-	ready.Wait()
-	close(start)
-	done.Wait()
-}
+func release(n int, fn func(i int)) { race.Release(n, fn) }
 
-// ctx returns a context that ends with the test, bounded in time.
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
+// Test hooks: safefind's INSERT runs through GORM's Create callbacks, where
+// the tests register two of their own. A context made by withInject or
+// withAfterInsert carries a function that runs once, at that point.
+type (
+	injectKey      struct{}
+	afterInsertKey struct{}
+)
 
-type injectKey struct{}
-
-// withInject returns a context under which fn runs once, just before the
-// first INSERT that safefind sends: a winner that commits between the
-// caller's SELECT and its INSERT, placed there deterministically.
+// withInject: fn runs just before the first INSERT that safefind sends: a
+// winner that commits between the caller's SELECT and its INSERT, placed
+// there deterministically.
 func withInject(ctx context.Context, fn func()) context.Context {
-	var once sync.Once
-	return context.WithValue(ctx, injectKey{}, func() { once.Do(fn) })
+	return withOnce(ctx, injectKey{}, fn)
 }
 
-func inject(db *gorm.DB) {
-	if f, ok := db.Statement.Context.Value(injectKey{}).(func()); ok {
-		f()
-	}
-}
-
-type afterInsertKey struct{}
-
-// withAfterInsert returns a context under which fn runs once, just after the
-// first INSERT that safefind sends, before it reads the winner's row.
+// withAfterInsert: fn runs just after the first INSERT that safefind sends,
+// before it reads the winner's row.
 func withAfterInsert(ctx context.Context, fn func()) context.Context {
-	var once sync.Once
-	return context.WithValue(ctx, afterInsertKey{}, func() { once.Do(fn) })
+	return withOnce(ctx, afterInsertKey{}, fn)
 }
 
-func afterInsert(db *gorm.DB) {
-	if f, ok := db.Statement.Context.Value(afterInsertKey{}).(func()); ok {
+func withOnce(ctx context.Context, key any, fn func()) context.Context {
+	var once sync.Once
+	return context.WithValue(ctx, key, func() { once.Do(fn) })
+}
+
+func inject(db *gorm.DB)      { runOnce(db, injectKey{}) }
+func afterInsert(db *gorm.DB) { runOnce(db, afterInsertKey{}) }
+
+func runOnce(db *gorm.DB, key any) {
+	if f, ok := db.Statement.Context.Value(key).(func()); ok {
 		f()
 	}
 }

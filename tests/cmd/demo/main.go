@@ -11,10 +11,10 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 
 	"github.com/safefind/safefind"
+	"github.com/safefind/safefind/tests/internal/race"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -82,7 +82,7 @@ func main() {
 		for k := range *keys {
 			name := fmt.Sprintf("tag-%d", k)
 			ids := make([]uint, *workers)
-			race(*workers, func(i int) {
+			race.Release(*workers, func(i int) {
 				var tag Tag
 				created, err := impl.fn(db, &tag, name)
 				atomic.AddInt64(&res.calls, 1)
@@ -117,23 +117,4 @@ func main() {
 		fmt.Printf("\nfirst error of %s\n", e)
 	}
 	fmt.Printf("\nsafefind stats: %+v\n", plugin.Stats())
-}
-
-// race runs fn in n goroutines released together.
-func race(n int, fn func(i int)) {
-	var ready, done sync.WaitGroup
-	start := make(chan struct{})
-	ready.Add(n)
-	done.Add(n)
-	for i := range n {
-		go func() {
-			defer done.Done()
-			ready.Done()
-			<-start
-			fn(i)
-		}()
-	}
-	ready.Wait()
-	close(start)
-	done.Wait()
 }
