@@ -255,14 +255,8 @@ func (b *batch) resolve(chunk []*group, insertFirst bool) error {
 		if len(unresolved) == 0 {
 			return nil
 		}
-		if b.c.inTx {
-			hidden, err := b.c.d.SnapshotHidesCommitted(b.c.tx.Session(&gorm.Session{NewDB: true}))
-			if err != nil {
-				return err
-			}
-			if hidden {
-				return fmt.Errorf("%w (table %s)", ErrStaleSnapshot, b.c.table)
-			}
+		if err := b.c.staleSnapshot(); err != nil {
+			return err
 		}
 		// Try the batch again only where it made progress (MySQL's INSERT
 		// fails whole); keys it cannot settle go one by one, where the

@@ -631,14 +631,8 @@ func (c *call) createOrRead(skip bool) (created bool, err error) {
 			c.p.stats.found.Add(1)
 			return false, nil
 		}
-		if c.inTx {
-			hidden, err := c.d.SnapshotHidesCommitted(c.tx.Session(&gorm.Session{NewDB: true}))
-			if err != nil {
-				return false, err
-			}
-			if hidden {
-				return false, fmt.Errorf("%w (table %s)", ErrStaleSnapshot, c.table)
-			}
+		if err := c.staleSnapshot(); err != nil {
+			return false, err
 		}
 		if attempt >= c.p.cfg.retries {
 			if dup != nil {
@@ -654,4 +648,21 @@ func (c *call) createOrRead(skip bool) (created bool, err error) {
 			return false, err
 		}
 	}
+}
+
+// staleSnapshot returns ErrStaleSnapshot when the caller's transaction reads
+// from a snapshot that can hide a row committed after it began: the reason,
+// on PostgreSQL, that a conflict's row cannot be read.
+func (c *call) staleSnapshot() error {
+	if !c.inTx {
+		return nil
+	}
+	hidden, err := c.d.SnapshotHidesCommitted(c.tx.Session(&gorm.Session{NewDB: true}))
+	if err != nil {
+		return err
+	}
+	if hidden {
+		return fmt.Errorf("%w (table %s)", ErrStaleSnapshot, c.table)
+	}
+	return nil
 }
