@@ -80,6 +80,13 @@ type batch struct {
 	typ    reflect.Type  // the model struct
 	keys   []*schema.Field
 	groups []*group // the distinct keys, sorted
+
+	// ours holds the primary keys of the rows this call inserted that no
+	// group's key matched: the database stored the key otherwise than Go
+	// holds it (a time cut to the column's precision, a default, a hook).
+	// A row found later by the database's own comparison is ours if its
+	// primary key is here.
+	ours map[string]bool
 }
 
 // group is one distinct key of the input and the elements that carry it.
@@ -135,15 +142,32 @@ func all(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (created 
 	}
 
 	// Leave the caller's elements untouched until every chunk succeeded.
-	size := b.chunkSize()
-	for start := 0; start < len(b.groups); start += size {
-		if err := c.tx.Statement.Context.Err(); err != nil {
-			return nil, err
+	chunks := func() error {
+		size := b.chunkSize()
+		for start := 0; start < len(b.groups); start += size {
+			if err := c.tx.Statement.Context.Err(); err != nil {
+				return err
+			}
+			chunk := b.groups[start:min(start+size, len(b.groups))]
+			if err := b.resolve(chunk, insertFirst); err != nil {
+				return err
+			}
 		}
-		chunk := b.groups[start:min(start+size, len(b.groups))]
-		if err := b.resolve(chunk, insertFirst); err != nil {
-			return nil, err
-		}
+		return nil
+	}
+	if !c.inTx && !c.tx.DryRun && !c.tx.SkipDefaultTransaction && hasCreateHooks(c.schema) {
+		// As GORM's Create does for models with hooks: a hook's error
+		// rolls back the rows.
+		err = c.tx.Transaction(func(t *gorm.DB) error {
+			c.tx, c.inTx = t, true
+			c.base = t.Session(&gorm.Session{}).Set(callKey, c).Session(&gorm.Session{})
+			return chunks()
+		})
+	} else {
+		err = chunks()
+	}
+	if err != nil {
+		return nil, err
 	}
 	created = make([]bool, n)
 	if c.tx.DryRun {
@@ -204,6 +228,17 @@ func (b *batch) group() error {
 			}
 			vals[k] = v
 		}
+		for _, eq := range b.c.eqs {
+			for k, f := range b.keys {
+				if f != eq.field {
+					continue
+				}
+				v, err := keyValue(eq.value)
+				if err != nil || keyID([]any{v}) != keyID([]any{vals[k]}) {
+					return fmt.Errorf("%w: element %d has %s %v, the chain says %v", ErrUnsupportedCondition, i, f.Name, vals[k], eq.value)
+				}
+			}
+		}
 		id := keyID(vals)
 		if g, ok := byID[id]; ok {
 			g.idx = append(g.idx, i)
@@ -218,10 +253,13 @@ func (b *batch) group() error {
 }
 
 // chunkSize is the most keys per statement: the configured size, within the
-// bind-parameter limit for an INSERT of every column.
+// bind-parameter limit for an INSERT of every column and for a read of the
+// keys beside the chain's own conditions.
 func (b *batch) chunkSize() int {
-	cols := max(len(b.c.schema.DBNames), len(b.keys), 1)
-	return max(1, min(b.c.p.cfg.chunk, b.c.d.MaxParams()/cols))
+	limit := b.c.d.MaxParams()
+	insert := limit / max(len(b.c.schema.DBNames), 1)
+	read := (limit - b.c.whereVars) / max(len(b.keys), 1)
+	return max(1, min(b.c.p.cfg.chunk, insert, read))
 }
 
 // resolve finds or creates the rows of one chunk.
@@ -255,15 +293,18 @@ func (b *batch) resolve(chunk []*group, insertFirst bool) error {
 		if len(unresolved) == 0 {
 			return nil
 		}
-		if err := b.c.staleSnapshot(); err != nil {
-			return err
+		if len(b.ours) == 0 {
+			if err := b.c.staleSnapshot(); err != nil {
+				return err
+			}
 		}
 		// Try the batch again only where it made progress (MySQL's INSERT
 		// fails whole); keys it cannot settle go one by one, where the
 		// database's own comparison finds them (a case-insensitive
-		// collation, say) and the single-row retries apply.
-		if len(unresolved) == len(pending) || attempt >= b.c.p.cfg.retries {
-			return b.oneByOne(unresolved)
+		// collation, a time cut to the column's precision) and the
+		// single-row retries apply.
+		if len(b.ours) > 0 || len(unresolved) == len(pending) || attempt >= b.c.p.cfg.retries {
+			return b.oneByOne(unresolved, false)
 		}
 		b.c.p.stats.retries.Add(int64(len(unresolved)))
 		pending = unresolved
@@ -298,8 +339,13 @@ const maxStatementRetries = 5
 // read selects the rows of groups by key, and returns the groups it did not
 // find. latest adds the dialect's locking read inside a transaction.
 func (b *batch) read(groups []*group, latest bool) ([]*group, error) {
+	return b.readFrom(b.c.base, groups, latest)
+}
+
+// readFrom is read on the lookup q: the chain's, or the table's alone.
+func (b *batch) readFrom(q *gorm.DB, groups []*group, latest bool) ([]*group, error) {
 	c := b.c
-	q := c.base.Where(b.keysIn(groups))
+	q = q.Where(b.keysIn(groups))
 	if latest && c.inTx && !c.locked {
 		if l := c.d.LatestRead(); l != nil {
 			q = q.Clauses(l)
@@ -383,7 +429,7 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 	}
 	hooks := !c.tx.Statement.SkipHooks
 	if hooks {
-		if err := callHooks(c.tx, rows, beforeCreate); err != nil {
+		if err := b.callHooks(rowsPtr, beforeCreate); err != nil {
 			return nil, err
 		}
 	}
@@ -414,14 +460,14 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 		// so that the read of the winners is traced too.
 		return groups, exec.Callback().Raw().Execute(exec).Error
 	}
-	var created reflect.Value
+	var createdPtr reflect.Value
 	if returning {
-		created = reflect.New(reflect.SliceOf(b.typ))
+		createdPtr = reflect.New(reflect.SliceOf(b.typ))
 		res, err := exec.Rows()
 		if err == nil {
 			// A duplicate may surface while the rows are read (MariaDB).
 			if res.Next() {
-				err = c.tx.Session(&gorm.Session{NewDB: true}).ScanRows(res, created.Interface())
+				err = c.tx.Session(&gorm.Session{NewDB: true}).ScanRows(res, createdPtr.Interface())
 			}
 			err = errors.Join(err, res.Err(), res.Close())
 		}
@@ -431,8 +477,9 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 			}
 			return nil, err
 		}
-		created = created.Elem()
+		created := createdPtr.Elem()
 		b.match(groups, created, true)
+		b.remember(created)
 		lost = unsettled(groups)
 	} else {
 		err := exec.Callback().Raw().Execute(exec).Error
@@ -442,32 +489,42 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 			}
 			return nil, err
 		}
-		// Every row was inserted; read them back for their keys and defaults.
-		missing, err := b.read(groups, false)
+		// Every row was inserted; read them back, by key alone (the chain's
+		// filters may not hold for them), for their ids and defaults.
+		table := c.insertDB(&gorm.Session{}).Set(callKey, c)
+		missing, err := b.readFrom(table, groups, false)
 		if err != nil {
 			return nil, err
 		}
 		if len(missing) > 0 {
-			return nil, fmt.Errorf("safefind: %d inserted rows could not be read back by their keys", len(missing))
+			// Stored otherwise than Go holds the key: find them one by one.
+			if err := b.oneByOne(missing, true); err != nil {
+				return nil, err
+			}
 		}
-		created = reflect.MakeSlice(reflect.SliceOf(b.typ), len(groups), len(groups))
+		createdPtr = reflect.New(reflect.SliceOf(b.typ))
+		createdPtr.Elem().Set(reflect.MakeSlice(createdPtr.Elem().Type(), len(groups), len(groups)))
 		for i, g := range groups {
-			created.Index(i).Set(g.row)
-			g.row, g.created = created.Index(i), true
+			createdPtr.Elem().Index(i).Set(g.row)
+			g.row, g.created = createdPtr.Elem().Index(i), true
 		}
 	}
-	c.p.stats.created.Add(int64(created.Len()))
-	if hooks && created.Len() > 0 {
+	n := createdPtr.Elem().Len()
+	c.p.stats.created.Add(int64(n))
+	if hooks && n > 0 {
 		// The groups hold the elements of created: they see what hooks change.
-		if err := callHooks(c.tx, created, afterCreate); err != nil {
+		if err := b.callHooks(createdPtr, afterCreate); err != nil {
 			return nil, err
 		}
 	}
 	return lost, nil
 }
 
-// oneByOne settles the groups one at a time with CreateOrFind's path.
-func (b *batch) oneByOne(groups []*group) error {
+// oneByOne settles the groups one at a time, by the database's own
+// comparison of keys: a read, then CreateOrFind's path. A row read is this
+// call's own when its primary key is among the rows this call inserted, or
+// when inserted says every group's row was.
+func (b *batch) oneByOne(groups []*group, inserted bool) error {
 	for _, g := range groups {
 		e := b.elems.Index(g.idx[0])
 		if b.ptrs {
@@ -479,20 +536,62 @@ func (b *batch) oneByOne(groups []*group) error {
 		for k, f := range b.keys {
 			conds[f.DBName] = g.raw[k]
 		}
-		c, err := begin(b.c.tx, dest.Interface(), []any{conds}, true)
+		c, err := begin(b.c.tx, dest.Interface(), []any{conds}, b.c.strict)
 		if err != nil {
 			return err
 		}
-		if err := c.probeConditions(); err != nil {
-			return err
-		}
-		created, err := c.createOrRead(true)
+		found, err := c.read(true)
 		if err != nil {
 			return err
+		}
+		if !found && inserted {
+			return fmt.Errorf("safefind: a row inserted into %s could not be read back by its key", b.c.table)
+		}
+		created := inserted || found && b.ours[b.pkID(dest.Elem())]
+		if found && !created {
+			b.c.p.stats.found.Add(1)
+		}
+		if !found {
+			if created, err = c.createOrRead(true); err != nil {
+				return err
+			}
 		}
 		g.row, g.created = dest.Elem(), created
 	}
 	return nil
+}
+
+// remember records the primary keys of the rows this call inserted that no
+// group took.
+func (b *batch) remember(created reflect.Value) {
+	taken := map[string]bool{}
+	for _, g := range b.groups {
+		if g.created && g.row.IsValid() {
+			taken[b.pkID(g.row)] = true
+		}
+	}
+	for i := range created.Len() {
+		if id := b.pkID(created.Index(i)); id != "" && !taken[id] {
+			if b.ours == nil {
+				b.ours = map[string]bool{}
+			}
+			b.ours[id] = true
+		}
+	}
+}
+
+// pkID encodes a row's primary key, or "" if the model has none.
+func (b *batch) pkID(row reflect.Value) string {
+	pks := b.c.schema.PrimaryFields
+	if len(pks) == 0 {
+		return ""
+	}
+	vals := make([]any, len(pks))
+	for i, f := range pks {
+		v, _ := f.ValueOf(b.c.tx.Statement.Context, row)
+		vals[i], _ = keyValue(v)
+	}
+	return keyID(vals)
 }
 
 type hookKind int
@@ -502,10 +601,20 @@ const (
 	afterCreate
 )
 
-// callHooks runs the model's create hooks on every row, in GORM's order.
-func callHooks(tx *gorm.DB, rows reflect.Value, kind hookKind) error {
-	db := tx.Session(&gorm.Session{NewDB: true})
+// callHooks runs the model's create hooks on every row of rows (a slice
+// behind rowsPtr), in GORM's order. As GORM does, each hook gets a DB whose
+// statement holds the rows and the index of the current one, so that
+// tx.Statement.SetColumn works; the statement is the hooks' own, never the
+// caller's.
+func (b *batch) callHooks(rowsPtr reflect.Value, kind hookKind) error {
+	own := b.c.tx.Session(&gorm.Session{NewDB: true}).Clauses()
+	st := own.Statement
+	st.Schema, st.Table = b.c.schema, b.c.table
+	st.Model, st.Dest, st.ReflectValue = rowsPtr.Interface(), rowsPtr.Interface(), rowsPtr.Elem()
+	db := own.Session(&gorm.Session{NewDB: true})
+	rows := rowsPtr.Elem()
 	for i := range rows.Len() {
+		st.CurDestIndex = i
 		v := rows.Index(i).Addr().Interface()
 		var err error
 		switch kind {
@@ -524,11 +633,14 @@ func callHooks(tx *gorm.DB, rows reflect.Value, kind hookKind) error {
 				err = h.AfterSave(db)
 			}
 		}
+		if err == nil {
+			err = db.Error
+		}
 		if err != nil {
 			return err
 		}
 	}
-	return nil
+	return own.Error
 }
 
 // checkUnique reports ErrKeyNotUnique unless a primary key or unique index,
@@ -574,6 +686,9 @@ func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
 		}
 	}
 
+	if c.tx.DryRun {
+		return nil // the catalog would have to be read: trust the caller
+	}
 	slices.Sort(names)
 	cacheKey := c.tx.Dialector.Name() + "\x00" + c.table + "\x00" + strings.Join(names, "\x00")
 	if ok, hit := p.uniqueCache.Load(cacheKey); hit {
@@ -586,11 +701,17 @@ func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
 	if err != nil {
 		return fmt.Errorf("safefind: read the indexes of %s: %w", c.table, err)
 	}
+	partial := map[string]bool{}
+	for _, idx := range s.ParseIndexes() {
+		if idx.Where != "" {
+			partial[idx.Name] = true
+		}
+	}
 	ok := false
 	for _, idx := range indexes {
 		unique, _ := idx.Unique()
 		primary, _ := idx.PrimaryKey()
-		if (unique || primary) && covered(idx.Columns()) {
+		if (unique || primary) && !partial[idx.Name()] && covered(idx.Columns()) {
 			ok = true
 			break
 		}
@@ -616,8 +737,8 @@ func uniqueIndexes(s *schema.Schema) [][]string {
 	}
 	var out [][]string
 	for _, idx := range s.ParseIndexes() {
-		if !strings.EqualFold(idx.Class, "UNIQUE") {
-			continue
+		if !strings.EqualFold(idx.Class, "UNIQUE") || idx.Where != "" {
+			continue // a partial index does not make the key unique
 		}
 		columns := make([]string, len(idx.Fields))
 		for i, f := range idx.Fields {

@@ -59,6 +59,7 @@ type call struct {
 	// expression has an alias (Table("tags AS t")): the name before it.
 	insertTable string
 	eqs         []equality
+	whereVars   int // bind parameters of the lookup's conditions (batches)
 }
 
 // equality is a column = value condition, to be set on the row to create.
@@ -230,6 +231,9 @@ func (c *call) inspect(stmt *gorm.Statement) error {
 	}
 	if leaves == 0 && !c.batch {
 		return ErrNoConditions
+	}
+	if c.batch && leaves > 0 {
+		c.whereVars = len(build(stmt, where).Vars)
 	}
 	return c.validate(stmt.Context)
 }
@@ -476,9 +480,14 @@ func isIdent(s string) bool {
 
 // render shows a condition in error messages, without its values.
 func render(stmt *gorm.Statement, e clause.Expression) string {
+	return build(stmt, e).SQL.String()
+}
+
+// build renders e on a scratch statement like stmt.
+func build(stmt *gorm.Statement, e clause.Expression) *gorm.Statement {
 	s := &gorm.Statement{DB: stmt.DB, Table: stmt.Table, Schema: stmt.Schema, Clauses: map[string]clause.Clause{}}
 	e.Build(s)
-	return s.SQL.String()
+	return s
 }
 
 // assign sets the lookup's equalities on dest: the row to create must be
