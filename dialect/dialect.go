@@ -7,7 +7,6 @@
 package dialect
 
 import (
-	"errors"
 	"reflect"
 	"strings"
 
@@ -45,8 +44,24 @@ type Dialect interface {
 	// path where a conflicting row could not be read.
 	SnapshotHidesCommitted(tx *gorm.DB) (bool, error)
 
+	// SubtransactionCache is how many subtransactions one transaction may
+	// keep before every reader of the database pays for them; 0 where
+	// savepoints have no such cliff.
+	SubtransactionCache() int
+
 	// MaxParams is the most bind parameters one statement may carry.
 	MaxParams() int
+
+	// RetryStatement reports whether a statement that failed with err
+	// outside a transaction may be sent again at once: it lost a deadlock,
+	// a serialization conflict or a certification. Not a lock-wait or busy
+	// timeout: those already waited as long as the user allows.
+	RetryStatement(err error) bool
+
+	// EndsTx reports whether err, from a statement inside a transaction,
+	// means the database rolled back the whole transaction while the
+	// connection goes on, outside any transaction, in autocommit.
+	EndsTx(err error) bool
 
 	// Retryable reports whether err, from this database's driver, means the
 	// whole transaction should be retried: a serialization failure, a
@@ -123,12 +138,16 @@ func intField(err error, pkg, typeName, name string) (int64, bool) {
 	return 0, false
 }
 
-// sqlState returns the SQLSTATE of the first error in err's chain that has
-// one (pgx's *pgconn.PgError and lib/pq's *pq.Error both do).
+// sqlState returns the SQLSTATE of err itself, not of the errors it wraps
+// (pgx's *pgconn.PgError and lib/pq's *pq.Error have one); "" for a nil
+// pointer, whose SQLState method may not accept a nil receiver.
 func sqlState(err error) string {
-	var s interface{ SQLState() string }
-	if errors.As(err, &s) {
-		return s.SQLState()
+	s, ok := err.(interface{ SQLState() string })
+	if !ok {
+		return ""
 	}
-	return ""
+	if v := reflect.ValueOf(err); v.Kind() == reflect.Pointer && v.IsNil() {
+		return ""
+	}
+	return s.SQLState()
 }

@@ -32,6 +32,23 @@ func (mysql) SnapshotHidesCommitted(*gorm.DB) (bool, error) { return false, nil 
 
 func (mysql) MaxParams() int { return 65535 }
 
+// SubtransactionCache: InnoDB savepoints are marks in the undo log, with no
+// cliff.
+func (mysql) SubtransactionCache() int { return 0 }
+
+// RetryStatement: a deadlock or Galera certification failure (1213).
+func (d mysql) RetryStatement(err error) bool { return d.EndsTx(err) }
+
+// EndsTx: a deadlock, or a Galera certification failure, rolls back the
+// whole transaction (1213). A lock wait timeout (1205) rolls back only the
+// statement, unless the server runs with innodb_rollback_on_timeout.
+func (mysql) EndsTx(err error) bool {
+	return Walk(err, func(e error) bool {
+		n, ok := intField(e, "mysql", "MySQLError", "Number")
+		return ok && n == 1213
+	})
+}
+
 // Retryable: deadlock or Galera certification failure (1213), lock wait
 // timeout (1205), and MariaDB's "record has changed since last read" (1020),
 // raised under innodb_snapshot_isolation.

@@ -22,7 +22,14 @@ func (postgres) SkipOnConflict() []clause.Expression {
 }
 
 func (postgres) LatestRead() clause.Expression { return nil }
-func (postgres) MaxParams() int                { return 65535 }
+
+// SubtransactionCache: each backend caches the xids of 64 subtransactions
+// (PGPROC_MAX_CACHED_SUBXIDS). A transaction that keeps more overflows the
+// cache, and then, while any snapshot older than it is alive, every reader
+// of the database looks subtransactions up in pg_subtrans. A subtransaction
+// is kept once it has written, released or not; a rolled back one is not.
+func (postgres) SubtransactionCache() int { return 64 }
+func (postgres) MaxParams() int           { return 65535 }
 
 func (postgres) SnapshotHidesCommitted(tx *gorm.DB) (bool, error) {
 	var level string
@@ -33,11 +40,19 @@ func (postgres) SnapshotHidesCommitted(tx *gorm.DB) (bool, error) {
 	return level == "repeatable read" || level == "serializable", nil
 }
 
+// EndsTx: never silently. A failed statement leaves the transaction
+// aborted, and the server itself refuses every later statement (25P02)
+// until ROLLBACK.
+func (postgres) EndsTx(error) bool { return false }
+
+// RetryStatement: a deadlock or serialization failure of a statement of its
+// own.
+func (d postgres) RetryStatement(err error) bool { return d.Retryable(err) }
+
 // Retryable: serialization_failure (40001) and deadlock_detected (40P01).
 func (postgres) Retryable(err error) bool {
-	switch sqlState(err) {
-	case "40001", "40P01":
-		return true
-	}
-	return false
+	return Walk(err, func(e error) bool {
+		s := sqlState(e)
+		return s == "40001" || s == "40P01"
+	})
 }

@@ -26,6 +26,18 @@ func (sqlite) LatestRead() clause.Expression                 { return nil }
 func (sqlite) SnapshotHidesCommitted(*gorm.DB) (bool, error) { return false, nil }
 func (sqlite) MaxParams() int                                { return 32766 }
 
+// SubtransactionCache: SQLite savepoints are journal marks, with no cliff.
+func (sqlite) SubtransactionCache() int { return 0 }
+
+// RetryStatement: never. SQLITE_BUSY comes after the busy timeout has
+// already waited; there are no deadlocks.
+func (sqlite) RetryStatement(error) bool { return false }
+
+// EndsTx: SQLITE_BUSY and constraint errors roll back only the statement.
+// The errors after which SQLite rolls back a transaction by itself (out of
+// memory, disk full, I/O errors) are not ones to carry on after anyway.
+func (sqlite) EndsTx(error) bool { return false }
+
 // Retryable: SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended
 // codes, from mattn/go-sqlite3 (sqlite3.Error) or modernc.org/sqlite
 // (*sqlite.Error, through its Code method).
