@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -100,7 +99,12 @@ type group struct {
 }
 
 func all(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (created []bool, err error) {
-	c, err := newCall(tx, insertFirst)
+	op := opFindOrCreateAll
+	if insertFirst {
+		op = opCreateOrFindAll
+	}
+	c, err := newCall(tx, op)
+	defer func() { c.finish(err) }()
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +274,7 @@ func (b *batch) resolve(chunk []*group, insertFirst bool) error {
 		if pending, err = b.read(pending, false); err != nil {
 			return err
 		}
-		b.c.p.stats.found.Add(int64(len(chunk) - len(pending)))
+		b.c.record(EventFound, len(chunk)-len(pending))
 	}
 	for attempt := 0; len(pending) > 0; attempt++ {
 		lost, err := b.insertRetrying(pending)
@@ -284,12 +288,12 @@ func (b *batch) resolve(chunk []*group, insertFirst bool) error {
 			_, err := b.read(lost, true)
 			return err
 		}
-		b.c.p.stats.conflicts.Add(int64(len(lost)))
+		b.c.record(EventConflict, len(lost))
 		unresolved, err := b.read(lost, true)
 		if err != nil {
 			return err
 		}
-		b.c.p.stats.found.Add(int64(len(lost) - len(unresolved)))
+		b.c.record(EventFound, len(lost)-len(unresolved))
 		if len(unresolved) == 0 {
 			return nil
 		}
@@ -306,7 +310,7 @@ func (b *batch) resolve(chunk []*group, insertFirst bool) error {
 		if len(b.ours) > 0 || len(unresolved) == len(pending) || attempt >= b.c.p.cfg.retries {
 			return b.oneByOne(unresolved, false)
 		}
-		b.c.p.stats.retries.Add(int64(len(unresolved)))
+		b.c.record(EventRetry, len(unresolved))
 		pending = unresolved
 	}
 	return nil
@@ -323,17 +327,18 @@ func (b *batch) resolve(chunk []*group, insertFirst bool) error {
 func (b *batch) insertRetrying(groups []*group) ([]*group, error) {
 	for attempt := 0; ; attempt++ {
 		lost, err := b.insert(groups)
-		if err == nil || b.c.inTx || attempt >= maxStatementRetries || !b.c.d.Retryable(err) {
+		if err == nil || b.c.inTx || attempt >= maxStatementRetries || !b.c.d.RetryStatement(err) {
 			return lost, err
 		}
-		b.c.p.stats.retries.Add(1)
+		b.c.record(EventRetry, 1)
 		if err := b.c.tx.Statement.Context.Err(); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// maxStatementRetries bounds insertRetrying.
+// maxStatementRetries bounds the retries of a statement that failed with a
+// retryable error outside a transaction.
 const maxStatementRetries = 5
 
 // read selects the rows of groups by key, and returns the groups it did not
@@ -510,7 +515,7 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 		}
 	}
 	n := createdPtr.Elem().Len()
-	c.p.stats.created.Add(int64(n))
+	c.record(EventCreated, n)
 	if hooks && n > 0 {
 		// The groups hold the elements of created: they see what hooks change.
 		if err := b.callHooks(createdPtr, afterCreate); err != nil {
@@ -536,7 +541,7 @@ func (b *batch) oneByOne(groups []*group, inserted bool) error {
 		for k, f := range b.keys {
 			conds[f.DBName] = g.raw[k]
 		}
-		c, err := begin(b.c.tx, dest.Interface(), []any{conds}, b.c.strict)
+		c, err := begin(b.c.tx, dest.Interface(), []any{conds}, b.c.op)
 		if err != nil {
 			return err
 		}
@@ -549,7 +554,7 @@ func (b *batch) oneByOne(groups []*group, inserted bool) error {
 		}
 		created := inserted || found && b.ours[b.pkID(dest.Elem())]
 		if found && !created {
-			b.c.p.stats.found.Add(1)
+			b.c.record(EventFound, 1)
 		}
 		if !found {
 			if created, err = c.createOrRead(true); err != nil {
@@ -642,118 +647,6 @@ func (b *batch) callHooks(rowsPtr reflect.Value, kind hookKind) error {
 	}
 	return own.Error
 }
-
-// checkUnique reports ErrKeyNotUnique unless a primary key or unique index,
-// on the model or in the database's catalog, has all its columns among keys
-// and the chain's equalities.
-// The catalog's answer is cached per table and column set.
-func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
-	// The chain's equalities are part of every row's key.
-	for _, e := range c.eqs {
-		keys = append(keys[:len(keys):len(keys)], e.field)
-	}
-	cols := make(map[string]bool, len(keys))
-	names := make([]string, 0, len(keys))
-	for _, f := range keys {
-		if !cols[f.DBName] {
-			cols[f.DBName] = true
-			names = append(names, f.DBName)
-		}
-	}
-	covered := func(columns []string) bool {
-		if len(columns) == 0 {
-			return false
-		}
-		for _, col := range columns {
-			if !cols[col] {
-				return false
-			}
-		}
-		return true
-	}
-	s := c.schema
-	if covered(s.PrimaryFieldDBNames) {
-		return nil
-	}
-	for _, f := range s.Fields {
-		if f.Unique && cols[f.DBName] {
-			return nil
-		}
-	}
-	for _, columns := range uniqueIndexes(s) {
-		if covered(columns) {
-			return nil
-		}
-	}
-
-	if c.tx.DryRun {
-		return nil // the catalog would have to be read: trust the caller
-	}
-	slices.Sort(names)
-	cacheKey := c.tx.Dialector.Name() + "\x00" + c.table + "\x00" + strings.Join(names, "\x00")
-	if ok, hit := p.uniqueCache.Load(cacheKey); hit {
-		if ok.(bool) {
-			return nil
-		}
-		return fmt.Errorf("%w: %s (%s)", ErrKeyNotUnique, c.table, strings.Join(names, ", "))
-	}
-	indexes, err := c.tx.Session(&gorm.Session{NewDB: true}).Migrator().GetIndexes(c.table)
-	if err != nil {
-		return fmt.Errorf("safefind: read the indexes of %s: %w", c.table, err)
-	}
-	partial := map[string]bool{}
-	for _, idx := range s.ParseIndexes() {
-		if idx.Where != "" {
-			partial[idx.Name] = true
-		}
-	}
-	ok := false
-	for _, idx := range indexes {
-		unique, _ := idx.Unique()
-		primary, _ := idx.PrimaryKey()
-		if (unique || primary) && !partial[idx.Name()] && covered(idx.Columns()) {
-			ok = true
-			break
-		}
-	}
-	p.uniqueCache.Store(cacheKey, ok)
-	if !ok {
-		return fmt.Errorf("%w: %s (%s)", ErrKeyNotUnique, c.table, strings.Join(names, ", "))
-	}
-	return nil
-}
-
-// uniqueIndexes returns the columns of each unique index declared on the
-// model. GORM's ParseIndexes writes to the schema's fields, so it is called
-// once per schema, under a lock.
-func uniqueIndexes(s *schema.Schema) [][]string {
-	if v, ok := uniqueIndexCache.Load(s); ok {
-		return v.([][]string)
-	}
-	uniqueIndexMu.Lock()
-	defer uniqueIndexMu.Unlock()
-	if v, ok := uniqueIndexCache.Load(s); ok {
-		return v.([][]string)
-	}
-	var out [][]string
-	for _, idx := range s.ParseIndexes() {
-		if !strings.EqualFold(idx.Class, "UNIQUE") || idx.Where != "" {
-			continue // a partial index does not make the key unique
-		}
-		columns := make([]string, len(idx.Fields))
-		for i, f := range idx.Fields {
-			columns[i] = f.DBName
-		}
-		out = append(out, columns)
-	}
-	uniqueIndexCache.Store(s, out)
-	return out
-}
-
-var (
-	uniqueIndexMu    sync.Mutex
-	uniqueIndexCache sync.Map // *schema.Schema -> [][]string
-)
 
 // keyValue returns the value a key is compared by: a driver.Valuer's value,
 // or v itself; nil for NULL.

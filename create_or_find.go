@@ -27,7 +27,8 @@ import "gorm.io/gorm"
 // snapshot makes the INSERT fail with the server's serialization failure
 // (40001), for which [IsRetryable] is true; the transaction must be retried.
 func CreateOrFind(tx *gorm.DB, dest any, conds ...any) (created bool, err error) {
-	c, err := begin(tx, dest, conds, true)
+	c, err := begin(tx, dest, conds, opCreateOrFind)
+	defer func() { c.finish(err) }()
 	if err != nil {
 		return false, err
 	}

@@ -36,10 +36,44 @@
 // commit, the row cannot be seen; the error then satisfies [IsRetryable], and
 // the caller retries its transaction.
 //
-// # Counting
+// # Retrying transactions
+//
+// [RetryTransaction] runs a function in a transaction and runs it again, with
+// jittered exponential backoff and within the context's deadline, when it
+// fails with an error for which [IsRetryable] is true: a serialization
+// failure, a deadlock, a Galera certification failure, a busy SQLite
+// database, [ErrStaleSnapshot]. It is how to use safefind under REPEATABLE
+// READ or SERIALIZABLE, and through MySQL/MariaDB deadlocks. After such a
+// deadlock InnoDB has rolled the transaction back while the connection goes
+// on in autocommit; the plugin then refuses every later statement on that
+// transaction with [ErrTransactionEnded], so nothing is committed outside it.
+//
+// # The savepoint budget
+//
+// Per transaction, the plugin follows the savepoints that pass through the
+// *gorm.DB, everyone's. [FindOrCreate] never takes a transaction past the
+// budget ([WithSavepointBudget]; by default 64 on PostgreSQL, the size of a
+// backend's subtransaction cache, and none elsewhere): at the budget its
+// INSERT skips conflicts instead of opening a savepoint. A SAVEPOINT that
+// takes a transaction past the budget is logged once with the caller's
+// file:line, or refused with [ErrSavepointBudget]
+// ([WithSavepointBudgetError]).
+//
+// # The unique-index guard
+//
+// A lookup is race-safe only if a unique constraint covers it: some primary
+// key or unique index whose columns are all among the lookup's equality
+// columns. Otherwise concurrent callers each insert a row. Such lookups are
+// refused with [ErrKeyNotUnique] before anything is sent, judged from the
+// model and, for indexes the model does not declare, the database's catalog
+// (read once per table and column set). [WithUniqueGuard] turns it off.
+//
+// # Counting and observing
 //
 // [Plugin.Stats] counts savepoints (everyone's, GORM's nested transactions
-// included), rows found and created, lost races and retries. A [Counter],
+// included), rows found and created, lost races and retries. An observer
+// ([WithObserver]) receives every outcome as an [Event], with its table,
+// duration and error, to feed metrics and traces. A [Counter],
 // carried by a context ([WithCounter]), counts the statements and savepoints
 // of one unit of work, so a test can assert that a code path opened no
 // subtransaction.
@@ -54,7 +88,7 @@
 // # Errors
 //
 // Bad input is refused before anything is sent, with [ErrInvalidDest],
-// [ErrNoConditions], [ErrUnknownColumn], [ErrUnsupportedCondition] or
-// [ErrNotRegistered]; a conflict whose row cannot be found gives
+// [ErrNoConditions], [ErrUnknownColumn], [ErrUnsupportedCondition],
+// [ErrKeyNotUnique] or [ErrNotRegistered]; a conflict whose row cannot be found gives
 // [ErrConflictNotFound]; database errors are wrapped. Use [errors.Is].
 package safefind

@@ -40,12 +40,15 @@ var (
 	// not a column equality (a range, an OR, an IN of several values, IS NULL,
 	// SQL other than "col = ?"): its INSERT comes first and could not honour
 	// it; use FindOrCreate, or set the field on dest.
-	ErrUnsupportedCondition = errors.New("safefind: CreateOrFind needs column equalities only")
+	ErrUnsupportedCondition = errors.New("safefind: unsupported condition")
 
-	// ErrKeyNotUnique: the key columns of a batch are not covered by a
-	// primary key or unique index, neither on the model nor in the
-	// database's catalog: concurrent callers would insert duplicates.
-	ErrKeyNotUnique = errors.New("safefind: the key columns are not covered by a unique index")
+	// ErrKeyNotUnique: no primary key or unique index, neither on the model
+	// nor in the database's catalog, has all its columns among the lookup's
+	// equality columns (for a batch: its key columns and the chain's
+	// equalities). Concurrent callers would each insert a row, and nothing
+	// could detect it. Partial unique indexes do not count. For single-row
+	// calls, [WithUniqueGuard](false) lets such lookups through.
+	ErrKeyNotUnique = errors.New("safefind: the lookup is not covered by a unique index")
 
 	// ErrConflictNotFound: the INSERT hit a unique conflict, yet no row
 	// matches the lookup, on every attempt allowed by [WithRetries]. Either

@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"math/big"
 	"reflect"
 	"strings"
 	"time"
@@ -38,6 +39,8 @@ var errNotInspected = fmt.Errorf("%w: a scope replaced the lookup's statement", 
 
 // call is one FindOrCreate or CreateOrFind.
 type call struct {
+	op     string // opFindOrCreate, ...
+	start  time.Time
 	p      *Plugin
 	d      dialect.Dialect
 	tx     *gorm.DB      // the caller's chain
@@ -69,14 +72,16 @@ type equality struct {
 }
 
 // begin validates the arguments and prepares the lookup. It sends nothing.
-func begin(tx *gorm.DB, dest any, conds []any, strict bool) (*call, error) {
-	c, err := newCall(tx, strict)
+// On an error it returns the call too, if the plugin was found, so that the
+// failure is reported.
+func begin(tx *gorm.DB, dest any, conds []any, op string) (*call, error) {
+	c, err := newCall(tx, op)
 	if err != nil {
-		return nil, err
+		return c, err
 	}
 	v := reflect.ValueOf(dest)
 	if !v.IsValid() || v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-		return nil, fmt.Errorf("%w, got %T", ErrInvalidDest, dest)
+		return c, fmt.Errorf("%w, got %T", ErrInvalidDest, dest)
 	}
 	c.dest = v
 
@@ -86,10 +91,10 @@ func begin(tx *gorm.DB, dest any, conds []any, strict bool) (*call, error) {
 	if len(conds) > 0 {
 		exprs, err := buildCondition(q.Statement, conds)
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		if len(exprs) == 0 {
-			return nil, fmt.Errorf("%w: inline conditions %v select nothing (GORM drops zero-valued struct fields; use a map to match zero values)", ErrNoConditions, conds)
+			return c, fmt.Errorf("%w: inline conditions %v select nothing (GORM drops zero-valued struct fields; use a map to match zero values)", ErrNoConditions, conds)
 		}
 		q.Statement.AddClause(clause.Where{Exprs: exprs})
 	}
@@ -98,24 +103,26 @@ func begin(tx *gorm.DB, dest any, conds []any, strict bool) (*call, error) {
 }
 
 // newCall checks what every call needs: a DB with the plugin, a chain
-// without error, a live context and a supported dialect.
-func newCall(tx *gorm.DB, strict bool) (*call, error) {
+// without error, a live context and a supported dialect. Once the plugin is
+// found it returns the call even with an error, to report the failure.
+func newCall(tx *gorm.DB, op string) (*call, error) {
 	p, err := pluginOf(tx)
 	if err != nil {
 		return nil, err
 	}
+	c := &call{op: op, start: time.Now(), p: p, tx: tx, table: tx.Statement.Table}
+	c.strict = op == opCreateOrFind || op == opCreateOrFindAll
 	if tx.Error != nil {
-		return nil, tx.Error
+		return c, tx.Error
 	}
 	if err := tx.Statement.Context.Err(); err != nil {
-		return nil, err
+		return c, err
 	}
-	d := dialect.For(tx.Dialector.Name())
-	if d == nil {
-		return nil, fmt.Errorf("%w: %q", ErrUnsupportedDialect, tx.Dialector.Name())
+	if c.d = dialect.For(tx.Dialector.Name()); c.d == nil {
+		return c, fmt.Errorf("%w: %q", ErrUnsupportedDialect, tx.Dialector.Name())
 	}
-	_, inTx := tx.Statement.ConnPool.(gorm.TxCommitter)
-	return &call{p: p, d: d, tx: tx, inTx: inTx, strict: strict}, nil
+	_, c.inTx = tx.Statement.ConnPool.(gorm.TxCommitter)
+	return c, nil
 }
 
 // buildCondition builds inline conditions as Find would, turning a panic on
@@ -235,7 +242,13 @@ func (c *call) inspect(stmt *gorm.Statement) error {
 	if c.batch && leaves > 0 {
 		c.whereVars = len(build(stmt, where).Vars)
 	}
-	return c.validate(stmt.Context)
+	if err := c.validate(stmt.Context); err != nil {
+		return err
+	}
+	if c.batch || !c.p.cfg.uniqueGuard {
+		return nil // a batch checks its keys and the chain's equalities together
+	}
+	return c.p.checkUnique(c, nil)
 }
 
 // collect appends the equalities among exprs to c.eqs and counts the
@@ -275,7 +288,9 @@ func (c *call) collect(stmt *gorm.Statement, exprs []clause.Expression) (leaves 
 			continue
 		}
 		for _, pr := range pairs {
-			if pr.col.Table != "" && pr.col.Table != clause.CurrentTable && pr.col.Table != c.table && pr.col.Table != c.schema.Table {
+			// Under an alias (Table("tags AS t")) only the alias names the table.
+			if pr.col.Table != "" && pr.col.Table != clause.CurrentTable && pr.col.Table != c.table &&
+				(pr.col.Table != c.schema.Table || c.insertTable != "") {
 				if c.strict {
 					return 0, fmt.Errorf("%w: %s is on another table", ErrUnsupportedCondition, render(stmt, e))
 				}
@@ -288,6 +303,11 @@ func (c *call) collect(stmt *gorm.Statement, exprs []clause.Expression) (leaves 
 			if f == nil {
 				return 0, fmt.Errorf("%w: %q in %s", ErrUnknownColumn, pr.col.Name, render(stmt, e))
 			}
+			if pr.col.Name != clause.PrimaryKey && !strings.EqualFold(pr.col.Name, f.DBName) {
+				// GORM finds the field by its Go name too, but the SQL names
+				// the column as written.
+				return 0, fmt.Errorf("%w: %q is the field %s; its column is %q, in %s", ErrUnknownColumn, pr.col.Name, f.Name, f.DBName, render(stmt, e))
+			}
 			if !f.Creatable {
 				return 0, fmt.Errorf("%w: %q is not written on create, in %s", ErrUnknownColumn, pr.col.Name, render(stmt, e))
 			}
@@ -297,9 +317,12 @@ func (c *call) collect(stmt *gorm.Statement, exprs []clause.Expression) (leaves 
 	return leaves, nil
 }
 
-// validate sets the equalities on a scratch value, before anything is sent:
-// a value the field cannot take, or two different values for one field (a
-// lookup no row could ever match), is refused.
+// validate sets the equalities on a scratch value, before anything is sent.
+// It refuses what would create a row the lookup cannot find: a value the
+// field cannot take, or takes as another value (1.5 into a string, -1 into
+// an unsigned integer, bytes into a string); a zero value for a field whose
+// zero GORM replaces on create (an auto-increment key, a default, an
+// auto-create time); two different values for one field.
 func (c *call) validate(ctx context.Context) error {
 	if len(c.eqs) == 0 {
 		return nil
@@ -318,11 +341,82 @@ func (c *call) validate(ctx context.Context) error {
 		if err := e.field.Set(ctx, scratch, e.value); err != nil {
 			return fmt.Errorf("%w: %s cannot take %#v: %w", ErrUnsupportedCondition, e.field.Name, e.value, err)
 		}
-		if again && !reflect.DeepEqual(before, e.field.ReflectValueOf(ctx, scratch).Interface()) {
+		rv := e.field.ReflectValueOf(ctx, scratch)
+		stored := rv.Interface()
+		if again && !reflect.DeepEqual(before, stored) {
 			return fmt.Errorf("%w: %s is given two different values", ErrUnsupportedCondition, e.field.Name)
+		}
+		if _, ok := stored.(driver.Valuer); !ok && rv.CanAddr() {
+			if v, ok := rv.Addr().Interface().(driver.Valuer); ok {
+				stored = v // a Valuer with a pointer receiver
+			}
+		}
+		if !storedAsGiven(stored, e.value) {
+			return fmt.Errorf("%w: %s would be stored as %#v, not %#v: no lookup would find it", ErrUnsupportedCondition, e.field.Name, stored, e.value)
+		}
+		if _, zero := e.field.ValueOf(ctx, scratch); zero &&
+			(e.field.HasDefaultValue || e.field.AutoCreateTime > 0 || e.field.AutoUpdateTime > 0) {
+			return fmt.Errorf("%w: %s = %#v: on create GORM stores the field's default instead of its zero value", ErrUnsupportedCondition, e.field.Name, e.value)
 		}
 	}
 	return nil
+}
+
+// storedAsGiven reports whether the value a field stores, after GORM set it
+// from a condition's value, is the value the condition compares with, as the
+// database compares them: equal values of any Go types (5 and "5" and 5.0,
+// "1.50" and 1.5), a time and a string the database parses. It is false for
+// what changes on the way in: a fraction into an integer or a string
+// ("2" for 1.5), a negative number into an unsigned one, a string parsed in
+// another base ("0x10", "010"), bytes into a string and back.
+func storedAsGiven(stored, given any) bool {
+	s, err := keyValue(stored)
+	if err != nil {
+		return false
+	}
+	g, err := keyValue(given)
+	if err != nil {
+		return false
+	}
+	if keyID([]any{s}) == keyID([]any{g}) {
+		return true
+	}
+	if sn, ok := decimal(s); ok {
+		if gn, ok := decimal(g); ok {
+			return sn.Cmp(gn) == 0
+		}
+	}
+	if _, ok := s.(time.Time); ok {
+		_, ok := g.(string)
+		return ok // the database parses the string as it stores the time
+	}
+	return false
+}
+
+// decimal returns v as an exact number: an integer, a float, or a string
+// of decimal digits with an optional sign and fraction.
+func decimal(v any) (*big.Rat, bool) {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return new(big.Rat).SetInt64(rv.Int()), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return new(big.Rat).SetUint64(rv.Uint()), true
+	case reflect.Float32, reflect.Float64:
+		r := new(big.Rat)
+		if r.SetFloat64(rv.Float()) == nil {
+			return nil, false
+		}
+		return r, true
+	case reflect.String:
+		s := strings.TrimPrefix(strings.TrimPrefix(rv.String(), "-"), "+")
+		whole, frac, _ := strings.Cut(s, ".")
+		if whole == "" || strings.Trim(whole, "0123456789") != "" || strings.Trim(frac, "0123456789") != "" {
+			return nil, false
+		}
+		return new(big.Rat).SetString(rv.String())
+	}
+	return nil, false
 }
 
 type pair struct {
@@ -611,6 +705,14 @@ func (c *call) createOrRead(skip bool) (created bool, err error) {
 	if err := c.assign(ctx); err != nil {
 		return false, err
 	}
+	if !skip && c.needSavepoint() && c.overBudget() {
+		// A savepoint would take the transaction past its budget: skip
+		// conflicts instead. The transaction now depends on this INSERT
+		// succeeding or conflicting, as with CreateOrFind.
+		skip = true
+		c.record(EventBudgetSwitch, 1)
+	}
+	busy := 0 // statement retries outside a transaction
 	for attempt := 0; ; attempt++ {
 		var dup error
 		if !skip && c.needSavepoint() {
@@ -618,26 +720,35 @@ func (c *call) createOrRead(skip bool) (created bool, err error) {
 		} else {
 			created, dup, err = c.insert(skip)
 		}
+		if dup != nil || err == nil && !created {
+			c.record(EventConflict, 1)
+		}
+		if err != nil && !c.inTx && busy < maxStatementRetries && c.d.RetryStatement(err) && ctx.Err() == nil {
+			// Outside a transaction a lost deadlock or a Galera
+			// certification failure costs only this statement: try it
+			// again.
+			busy++
+			attempt--
+			c.record(EventRetry, 1)
+			continue
+		}
 		if err != nil {
 			return false, err
 		}
 		if created {
-			if !c.tx.DryRun {
-				c.p.stats.created.Add(1)
-			}
+			c.record(EventCreated, 1)
 			return true, nil
 		}
 		if c.tx.DryRun {
 			_, err := c.read(true)
 			return false, err
 		}
-		c.p.stats.conflicts.Add(1)
 		found, err := c.read(true)
 		if err != nil {
 			return false, err
 		}
 		if found {
-			c.p.stats.found.Add(1)
+			c.record(EventFound, 1)
 			return false, nil
 		}
 		if err := c.staleSnapshot(); err != nil {
@@ -652,7 +763,7 @@ func (c *call) createOrRead(skip bool) (created bool, err error) {
 			}
 			return false, fmt.Errorf("%w (table %s, %d attempts)", ErrConflictNotFound, c.table, attempt+1)
 		}
-		c.p.stats.retries.Add(1)
+		c.record(EventRetry, 1)
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}

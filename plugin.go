@@ -22,15 +22,20 @@ var _ gorm.Plugin = (*Plugin)(nil)
 // read with [Plugin.Stats].
 type Plugin struct {
 	cfg         config
-	uniqueCache sync.Map // table and key columns -> covered by a unique index
+	uniqueCache sync.Map // uniqueKey -> covered by a unique index (catalog)
+	txs         txStates
 	stats       struct {
-		savepoints, found, created, conflicts, retries atomic.Int64
+		savepoints, found, created, conflicts, retries, budgetSwitches, overBudget atomic.Int64
 	}
 }
 
 type config struct {
-	retries int
-	chunk   int
+	retries     int
+	chunk       int
+	uniqueGuard bool
+	observer    Observer
+	budget      int // savepoints per transaction; -1: the dialect's default
+	budgetError bool
 }
 
 // Option configures a [Plugin].
@@ -51,9 +56,21 @@ func WithChunkSize(n int) Option {
 	return func(c *config) { c.chunk = max(n, 1) }
 }
 
+// WithUniqueGuard turns the unique-index guard on (the default) or off.
+// With the guard on, [FindOrCreate] and [CreateOrFind] refuse with
+// [ErrKeyNotUnique], before sending anything, a lookup whose equality
+// columns include the columns of no primary key and no unique index, on the
+// model or in the database's catalog: concurrent callers would each insert a
+// row. Turn it off only for a table whose uniqueness the database enforces
+// in a way safefind cannot see (an expression index, a trigger). Batches
+// always need a unique key, guard or not: they match rows back by it.
+func WithUniqueGuard(on bool) Option {
+	return func(c *config) { c.uniqueGuard = on }
+}
+
 // New returns a plugin with the options applied over the defaults.
 func New(opts ...Option) *Plugin {
-	cfg := config{retries: 2, chunk: 1000}
+	cfg := config{retries: 2, chunk: 1000, uniqueGuard: true, budget: -1}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -85,6 +102,12 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		{"safefind:count", cb.Delete().Get, cb.Delete().After("gorm:delete").Register, p.count},
 		{"safefind:count", cb.Row().Get, cb.Row().After("gorm:row").Register, p.count},
 		{"safefind:count", cb.Raw().Get, cb.Raw().After("gorm:raw").Register, p.count},
+		{"safefind:before", cb.Create().Get, cb.Create().Before("gorm:create").Register, p.before},
+		{"safefind:before", cb.Query().Get, cb.Query().Before("gorm:query").Register, p.before},
+		{"safefind:before", cb.Update().Get, cb.Update().Before("gorm:update").Register, p.before},
+		{"safefind:before", cb.Delete().Get, cb.Delete().Before("gorm:delete").Register, p.before},
+		{"safefind:before", cb.Row().Get, cb.Row().Before("gorm:row").Register, p.before},
+		{"safefind:before", cb.Raw().Get, cb.Raw().Before("gorm:raw").Register, p.before},
 	} {
 		if r.get(r.name) != nil {
 			continue
@@ -110,9 +133,22 @@ type Stats struct {
 	// Conflicts counts lost races: INSERTs that met a row another caller had
 	// created.
 	Conflicts int64
-	// Retries counts INSERTs tried again after a conflict whose row could not
-	// be found.
+	// Retries counts INSERTs tried again: after a conflict whose row could
+	// not be found, or, outside a transaction, after losing a deadlock or a
+	// Galera certification (up to 5 times).
 	Retries int64
+	// BudgetSwitches counts FindOrCreate INSERTs that ran without a
+	// savepoint, skipping conflicts instead, because their transaction had
+	// reached the savepoint budget.
+	BudgetSwitches int64
+	// OverBudget counts transactions that some statement took past the
+	// savepoint budget (or tried to, with WithSavepointBudgetError).
+	OverBudget int64
+	// TrackedTransactions is how many transactions the plugin holds state
+	// for now: those that ran a savepoint or that the database ended, until
+	// their *sql.Tx is garbage collected. It does not grow with the number
+	// of transactions run.
+	TrackedTransactions int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -123,8 +159,16 @@ func (p *Plugin) Stats() Stats {
 		Created:    p.stats.created.Load(),
 		Conflicts:  p.stats.conflicts.Load(),
 		Retries:    p.stats.retries.Load(),
+
+		BudgetSwitches: p.stats.budgetSwitches.Load(),
+		OverBudget:     p.stats.overBudget.Load(),
+
+		TrackedTransactions: p.txs.n.Load(),
 	}
 }
+
+// dialectOf returns the dialect of db, nil if safefind does not know it.
+func dialectOf(db *gorm.DB) dialect.Dialect { return dialect.For(db.Dialector.Name()) }
 
 // pluginOf returns the plugin registered on db.
 func pluginOf(db *gorm.DB) (*Plugin, error) {
@@ -139,14 +183,20 @@ func pluginOf(db *gorm.DB) (*Plugin, error) {
 }
 
 // count runs after every statement GORM executes: it feeds the savepoint
-// counter and the [Counter] carried by the statement's context, if any.
+// counter and the [Counter] carried by the statement's context, if any, and
+// notes a transaction that the statement's failure ended.
 func (p *Plugin) count(db *gorm.DB) {
-	if db.DryRun || db.Statement.SQL.Len() == 0 {
-		return
+	if db.DryRun || db.Statement.SQL.Len() == 0 || refused(db.Error) {
+		return // a refused statement was not sent
 	}
-	sp := isSavepoint(db.Statement.SQL.String())
+	p.noteEnded(db)
+	sql := db.Statement.SQL.String()
+	sp := isSavepoint(sql)
 	if sp {
 		p.stats.savepoints.Add(1)
+	}
+	if db.Error == nil {
+		p.trackSavepoints(db, sql, sp)
 	}
 	if c, ok := db.Statement.Context.Value(counterKey{}).(*Counter); ok {
 		c.statements.Add(1)

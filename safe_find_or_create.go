@@ -34,7 +34,8 @@ import "gorm.io/gorm"
 // context's error; otherwise the database's, wrapped. Check [IsRetryable]
 // to know whether to retry the whole transaction.
 func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error) {
-	c, err := begin(tx, dest, conds, false)
+	c, err := begin(tx, dest, conds, opFindOrCreate)
+	defer func() { c.finish(err) }()
 	if err != nil {
 		return false, err
 	}
@@ -43,7 +44,7 @@ func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 		return false, err
 	}
 	if found {
-		c.p.stats.found.Add(1)
+		c.record(EventFound, 1)
 		return false, nil
 	}
 	return c.createOrRead(false)

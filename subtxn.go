@@ -3,6 +3,7 @@ package safefind
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -34,18 +35,27 @@ func (c *call) needSavepoint() bool {
 // joined with the conflict or failure it was cleaning up after.
 func (c *call) inSavepoint(insert func() (created bool, dup, err error)) (created bool, dup, err error) {
 	db := c.tx.Session(&gorm.Session{NewDB: true})
-	if err := db.Exec("SAVEPOINT " + savepointName).Error; err != nil {
+	start := time.Now()
+	err = db.Exec("SAVEPOINT " + savepointName).Error
+	c.savepointEvent(EventSavepoint, start, err)
+	if err != nil {
 		return false, nil, fmt.Errorf("safefind: open savepoint: %w", err)
 	}
 	created, dup, err = insert()
 	if err == nil && dup == nil {
-		if err := db.Exec("RELEASE SAVEPOINT " + savepointName).Error; err != nil {
+		start = time.Now()
+		err := db.Exec("RELEASE SAVEPOINT " + savepointName).Error
+		c.savepointEvent(EventSavepointReleased, start, err)
+		if err != nil {
 			return false, nil, fmt.Errorf("safefind: release savepoint: %w", err)
 		}
 		return created, nil, nil
 	}
-	if rerr := rollbackSavepoint(db); rerr != nil {
-		return false, nil, errors.Join(dup, err, fmt.Errorf("safefind: roll back savepoint: %w", rerr))
+	start = time.Now()
+	rerr := rollbackSavepoint(db)
+	c.savepointEvent(EventSavepointRolledBack, start, rerr)
+	if rerr != nil {
+		return false, dup, errors.Join(dup, err, fmt.Errorf("safefind: roll back savepoint: %w", rerr))
 	}
 	return false, dup, err
 }

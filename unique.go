@@ -1,0 +1,169 @@
+package safefind
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
+)
+
+// The unique-index guard. Find-or-create is safe under concurrency only when
+// the database itself refuses a second row for the same lookup: a unique
+// constraint whose columns are all among the lookup's equality columns.
+// Without one, concurrent callers each insert their own row and nothing can
+// detect it. So a lookup, or a batch's key, that no primary key or unique
+// index covers is refused with ErrKeyNotUnique before anything is written.
+//
+// The model's schema answers first, without a round trip; an index that
+// exists only in the database counts too, read once from the catalog and
+// cached per table and column set. Partial unique indexes do not count: they
+// make the key unique only among some rows.
+
+// checkUnique reports ErrKeyNotUnique unless a primary key or unique index,
+// on the model or in the database's catalog, has all its columns among keys
+// and the lookup's equalities.
+func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
+	// No allocation on the common path: a key the model declares unique.
+	has := func(col string) bool {
+		for _, f := range keys {
+			if f.DBName == col {
+				return true
+			}
+		}
+		for _, e := range c.eqs {
+			if e.field.DBName == col {
+				return true
+			}
+		}
+		return false
+	}
+	covered := func(columns []string) bool {
+		if len(columns) == 0 {
+			return false
+		}
+		for _, col := range columns {
+			if !has(col) {
+				return false
+			}
+		}
+		return true
+	}
+	s := c.schema
+	if covered(s.PrimaryFieldDBNames) {
+		return nil
+	}
+	for _, f := range s.Fields {
+		if f.Unique && has(f.DBName) {
+			return nil
+		}
+	}
+	declared := indexesOf(s)
+	for _, columns := range declared.unique {
+		if covered(columns) {
+			return nil
+		}
+	}
+	var names []string
+	for _, f := range keys {
+		if !slices.Contains(names, f.DBName) {
+			names = append(names, f.DBName)
+		}
+	}
+	for _, e := range c.eqs {
+		if !slices.Contains(names, e.field.DBName) {
+			names = append(names, e.field.DBName)
+		}
+	}
+	table := c.table
+	if c.insertTable != "" {
+		table = c.insertTable // the table behind an alias
+	}
+	notUnique := func() error {
+		return fmt.Errorf("%w: %s (%s)", ErrKeyNotUnique, table, strings.Join(names, ", "))
+	}
+	if len(names) == 0 {
+		return notUnique()
+	}
+	if c.tx.DryRun {
+		return nil // the catalog would have to be read: trust the caller
+	}
+
+	slices.Sort(names)
+	// Per database (a plugin may serve several), table and column set.
+	cacheKey := uniqueKey{c.tx.Config, table, strings.Join(names, "\x00")}
+	if ok, hit := p.uniqueCache.Load(cacheKey); hit {
+		if ok.(bool) {
+			return nil
+		}
+		return notUnique()
+	}
+	indexes, err := c.tx.Session(&gorm.Session{NewDB: true}).Migrator().GetIndexes(table)
+	if err != nil {
+		return fmt.Errorf("safefind: read the indexes of %s: %w", table, err)
+	}
+	ok := false
+	for _, idx := range indexes {
+		unique, _ := idx.Unique()
+		primary, _ := idx.PrimaryKey()
+		if (unique || primary) && !declared.partial[idx.Name()] && covered(idx.Columns()) {
+			ok = true
+			break
+		}
+	}
+	p.uniqueCache.Store(cacheKey, ok)
+	if !ok {
+		return notUnique()
+	}
+	return nil
+}
+
+// uniqueKey is the catalog cache's key.
+type uniqueKey struct {
+	db             *gorm.Config
+	table, columns string
+}
+
+// declaredIndexes are the indexes declared on a model.
+type declaredIndexes struct {
+	unique  [][]string      // the columns of each unique, non-partial index
+	partial map[string]bool // the names of partial indexes
+}
+
+// indexesOf returns the indexes declared on the model. GORM's ParseIndexes
+// writes to the schema's fields, so it is called once per schema, under a
+// lock.
+func indexesOf(s *schema.Schema) declaredIndexes {
+	if v, ok := indexCache.Load(s); ok {
+		return v.(declaredIndexes)
+	}
+	indexMu.Lock()
+	defer indexMu.Unlock()
+	if v, ok := indexCache.Load(s); ok {
+		return v.(declaredIndexes)
+	}
+	out := declaredIndexes{partial: map[string]bool{}}
+	for _, idx := range s.ParseIndexes() {
+		if idx.Where != "" {
+			out.partial[idx.Name] = true
+			continue // a partial index does not make the key unique
+		}
+		if !strings.EqualFold(idx.Class, "UNIQUE") {
+			continue
+		}
+		columns := make([]string, len(idx.Fields))
+		for i, f := range idx.Fields {
+			columns[i] = f.DBName
+		}
+		out.unique = append(out.unique, columns)
+	}
+	indexCache.Store(s, out)
+	return out
+}
+
+var (
+	indexMu    sync.Mutex
+	indexCache sync.Map // *schema.Schema -> declaredIndexes
+)
