@@ -3,22 +3,15 @@ package tests
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
-	gomysql "github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/mattn/go-sqlite3"
 	"github.com/safefind/safefind"
+	"github.com/safefind/safefind/tests/internal/dbopen"
 	"github.com/safefind/safefind/tests/internal/race"
 	"github.com/stretchr/testify/require"
-	"gorm.io/driver/mysql"
-	"gorm.io/driver/postgres"
-	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
@@ -27,8 +20,8 @@ import (
 // PostgreSQL and MySQL/MariaDB run when their DSN is set; locally a missing
 // DSN skips them with a message, in CI (CI=true) it fails the test.
 const (
-	postgresEnv = "SAFEFIND_POSTGRES_DSN"
-	mysqlEnv    = "SAFEFIND_MYSQL_DSN"
+	postgresEnv = dbopen.PostgresEnv
+	mysqlEnv    = dbopen.MySQLEnv
 )
 
 // env is one database under test.
@@ -55,53 +48,35 @@ func forEachDB(t *testing.T, fn func(t *testing.T, e *env)) {
 	}
 }
 
-var sqliteDriver = &sqlite3.SQLiteDriver{}
-
-func open(t testing.TB, name string) *env {
+func open(t testing.TB, name string, opts ...safefind.Option) *env {
 	t.Helper()
-	var (
-		connector driver.Connector
-		dialector func(*sql.DB) gorm.Dialector
-	)
+	var dsn string
 	switch name {
 	case "sqlite":
 		// Transactions take the write lock when they begin (_txlock=immediate),
 		// so concurrent transactions queue on the busy timeout instead of
 		// failing with SQLITE_BUSY when they upgrade from reading to writing.
-		dsn := "file:" + filepath.Join(t.TempDir(), "safefind.db") +
+		dsn = "file:" + filepath.Join(t.TempDir(), "safefind.db") +
 			"?_journal_mode=WAL&_busy_timeout=20000&_txlock=immediate&_foreign_keys=1"
-		connector = dsnConnector{dsn, sqliteDriver}
-		dialector = func(db *sql.DB) gorm.Dialector { return &sqlite.Dialector{Conn: db} }
 	case "postgres":
-		dsn := dsnOrSkip(t, postgresEnv)
-		cfg, err := pgx.ParseConfig(dsn)
-		require.NoError(t, err)
-		connector = stdlib.GetConnector(*cfg)
-		dialector = func(db *sql.DB) gorm.Dialector { return postgres.New(postgres.Config{Conn: db}) }
+		dsn = dsnOrSkip(t, postgresEnv)
 	case "mysql":
-		dsn := dsnOrSkip(t, mysqlEnv)
-		cfg, err := gomysql.ParseDSN(dsn)
-		require.NoError(t, err)
-		c, err := gomysql.NewConnector(cfg)
-		require.NoError(t, err)
-		connector = c
-		dialector = func(db *sql.DB) gorm.Dialector { return mysql.New(mysql.Config{Conn: db}) }
+		dsn = dsnOrSkip(t, mysqlEnv)
 	}
-	sqlDB := sql.OpenDB(countingConnector{connector})
-	sqlDB.SetMaxOpenConns(64)
-	sqlDB.SetMaxIdleConns(64)
-	t.Cleanup(func() { sqlDB.Close() })
 	cfg := &gorm.Config{Logger: logger.Discard}
 	if testing.Verbose() && os.Getenv("SAFEFIND_SQL_LOG") != "" {
 		cfg.Logger = logger.Default.LogMode(logger.Info)
 	}
-	db, err := gorm.Open(dialector(sqlDB), cfg)
+	db, sqlDB, err := dbopen.Counted(name, dsn, cfg)
 	require.NoError(t, err)
-	p := safefind.New()
+	sqlDB.SetMaxOpenConns(64)
+	sqlDB.SetMaxIdleConns(64)
+	t.Cleanup(func() { sqlDB.Close() })
+	p := safefind.New(opts...)
 	require.NoError(t, db.Use(p))
 	require.NoError(t, db.Callback().Create().Before("gorm:begin_transaction").Register("test:inject", inject))
 	require.NoError(t, db.Callback().Create().After("gorm:create").Register("test:after_insert", afterInsert))
-	other, err := gorm.Open(dialector(sqlDB), &gorm.Config{Logger: logger.Discard})
+	other, err := gorm.Open(db.Dialector, &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	return &env{name: name, db: db, plugin: p, other: other, sqlDB: sqlDB}
 }

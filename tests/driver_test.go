@@ -2,16 +2,15 @@ package tests
 
 import (
 	"context"
-	"database/sql/driver"
 	"strings"
 	"sync"
+
+	"github.com/safefind/safefind/tests/internal/driverrec"
 )
 
-// A counting driver: every statement, BEGIN, COMMIT and ROLLBACK that reaches
-// the database driver is recorded in the Recorder carried by the context it
-// was sent with. It sees what really goes to the server, independently of
-// safefind's own counters, and tests that run side by side never mix their
-// counts.
+// The tests open their databases through driverrec's counting driver: every
+// statement, BEGIN, COMMIT and ROLLBACK that reaches the database driver is
+// recorded in the Recorder carried by the context it was sent with.
 
 // Recorder holds what one unit of work sent to the database.
 type Recorder struct {
@@ -19,18 +18,15 @@ type Recorder struct {
 	stmts []string
 }
 
-type recorderKey struct{}
-
 func withRecorder(ctx context.Context, r *Recorder) context.Context {
-	return context.WithValue(ctx, recorderKey{}, r)
+	return driverrec.WithSink(ctx, r)
 }
 
-func record(ctx context.Context, sql string) {
-	if r, ok := ctx.Value(recorderKey{}).(*Recorder); ok {
-		r.mu.Lock()
-		r.stmts = append(r.stmts, strings.TrimSpace(sql))
-		r.mu.Unlock()
-	}
+// Record implements driverrec.Sink.
+func (r *Recorder) Record(sql string) {
+	r.mu.Lock()
+	r.stmts = append(r.stmts, sql)
+	r.mu.Unlock()
 }
 
 // Statements returns every statement recorded, BEGIN/COMMIT/ROLLBACK included.
@@ -56,150 +52,4 @@ func (r *Recorder) Reset() {
 	r.mu.Lock()
 	r.stmts = nil
 	r.mu.Unlock()
-}
-
-type countingConnector struct{ driver.Connector }
-
-func (c countingConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.Connector.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &countingConn{conn}, nil
-}
-
-// dsnConnector turns a driver.Driver without a Connector into one.
-type dsnConnector struct {
-	dsn string
-	drv driver.Driver
-}
-
-func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
-func (c dsnConnector) Driver() driver.Driver                        { return c.drv }
-
-type countingConn struct{ driver.Conn }
-
-func (c *countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	record(ctx, "BEGIN")
-	b, ok := c.Conn.(driver.ConnBeginTx)
-	if !ok {
-		tx, err := c.Conn.Begin() //nolint:staticcheck // fallback for old drivers
-		return countingTx{tx, ctx}, err
-	}
-	tx, err := b.BeginTx(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	return countingTx{tx, ctx}, nil
-}
-
-func (c *countingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	e, ok := c.Conn.(driver.ExecerContext)
-	if !ok {
-		return nil, driver.ErrSkip
-	}
-	res, err := e.ExecContext(ctx, query, args)
-	if err != driver.ErrSkip {
-		record(ctx, query)
-	}
-	return res, err
-}
-
-func (c *countingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	q, ok := c.Conn.(driver.QueryerContext)
-	if !ok {
-		return nil, driver.ErrSkip
-	}
-	rows, err := q.QueryContext(ctx, query, args)
-	if err != driver.ErrSkip {
-		record(ctx, query)
-	}
-	return rows, err
-}
-
-func (c *countingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	var (
-		st  driver.Stmt
-		err error
-	)
-	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
-		st, err = p.PrepareContext(ctx, query)
-	} else {
-		st, err = c.Conn.Prepare(query)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &countingStmt{st, query}, nil
-}
-
-func (c *countingConn) Ping(ctx context.Context) error {
-	if p, ok := c.Conn.(driver.Pinger); ok {
-		return p.Ping(ctx)
-	}
-	return nil
-}
-
-func (c *countingConn) ResetSession(ctx context.Context) error {
-	if r, ok := c.Conn.(driver.SessionResetter); ok {
-		return r.ResetSession(ctx)
-	}
-	return nil
-}
-
-func (c *countingConn) IsValid() bool {
-	if v, ok := c.Conn.(driver.Validator); ok {
-		return v.IsValid()
-	}
-	return true
-}
-
-func (c *countingConn) CheckNamedValue(nv *driver.NamedValue) error {
-	if ch, ok := c.Conn.(driver.NamedValueChecker); ok {
-		return ch.CheckNamedValue(nv)
-	}
-	return driver.ErrSkip
-}
-
-type countingTx struct {
-	driver.Tx
-	ctx context.Context
-}
-
-func (t countingTx) Commit() error {
-	record(t.ctx, "COMMIT")
-	return t.Tx.Commit()
-}
-
-func (t countingTx) Rollback() error {
-	record(t.ctx, "ROLLBACK")
-	return t.Tx.Rollback()
-}
-
-type countingStmt struct {
-	driver.Stmt
-	query string
-}
-
-func (s *countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	record(ctx, s.query)
-	if e, ok := s.Stmt.(driver.StmtExecContext); ok {
-		return e.ExecContext(ctx, args)
-	}
-	return nil, driver.ErrSkip
-}
-
-func (s *countingStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	record(ctx, s.query)
-	if q, ok := s.Stmt.(driver.StmtQueryContext); ok {
-		return q.QueryContext(ctx, args)
-	}
-	return nil, driver.ErrSkip
-}
-
-func (s *countingStmt) CheckNamedValue(nv *driver.NamedValue) error {
-	if ch, ok := s.Stmt.(driver.NamedValueChecker); ok {
-		return ch.CheckNamedValue(nv)
-	}
-	return driver.ErrSkip
 }
