@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log"
+	"strings"
 	"testing"
 
 	"github.com/safefind/safefind"
@@ -173,7 +174,9 @@ func TestEdgeCases(t *testing.T) {
 				if o.name == "CreateOrFind" {
 					require.ErrorIs(t, err, safefind.ErrUnsupportedCondition, "a unique index does not hold NULLs")
 				} else {
-					require.NoError(t, err, "IS NULL filters FindOrCreate's reads")
+					// IS NULL only filters FindOrCreate's reads, and email
+					// alone is not unique: (org_id, email) holds no NULL.
+					require.ErrorIs(t, err, safefind.ErrKeyNotUnique)
 				}
 			})
 			t.Run(o.name+"/dest unchanged on error", func(t *testing.T) {
@@ -184,5 +187,55 @@ func TestEdgeCases(t *testing.T) {
 				assert.Equal(t, Member{Handle: "taken-" + o.name, Age: 3}, m)
 			})
 		}
+	})
+}
+
+// The unique-index guard: a lookup that no primary key or unique index
+// covers is refused before any data is read or written, judged from the
+// model and, for an index only the database has, from its catalog (read
+// once, then cached); WithUniqueGuard(false) lets it through.
+func TestUniqueGuard(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Tag{})
+		for _, o := range ops {
+			t.Run(o.name, func(t *testing.T) {
+				db, r := e.recorded(e.db)
+				_, err := o.fn(db, &Tag{}, map[string]any{"note": "n"})
+				require.ErrorIs(t, err, safefind.ErrKeyNotUnique)
+				for _, s := range r.Statements() {
+					assert.NotContains(t, strings.ToUpper(s), "INTO \"TAGS\"", "nothing written")
+					assert.NotRegexp(t, `(?i)from .?tags.? `, s, "no data read")
+				}
+				r.Reset()
+				_, err = o.fn(db, &Tag{}, map[string]any{"note": "n"})
+				require.ErrorIs(t, err, safefind.ErrKeyNotUnique)
+				assert.Empty(t, r.Statements(), "the catalog's answer is cached")
+				assert.Zero(t, e.count(t, &Tag{}))
+			})
+		}
+
+		t.Run("an index only the database has", func(t *testing.T) {
+			x := open(t, e.name) // a plugin that has not cached the table
+			x.reset(t, &Tag{})
+			require.NoError(t, x.other.Exec("CREATE UNIQUE INDEX idx_tags_note ON tags (note)").Error)
+			for _, o := range ops {
+				_, err := o.fn(x.db, &Tag{}, map[string]any{"note": "n-" + o.name, "name": "x-" + o.name})
+				require.NoError(t, err, "covered by name")
+				var tag Tag
+				_, err = o.fn(x.db, &tag, map[string]any{"note": "m-" + o.name})
+				require.NoError(t, err, "covered by the catalog's index on note")
+				assert.Equal(t, "m-"+o.name, tag.Note)
+				require.NoError(t, x.other.Where("name = ?", "").Delete(&Tag{}).Error) // name is unique too
+			}
+		})
+
+		t.Run("turned off", func(t *testing.T) {
+			x := open(t, e.name, safefind.WithUniqueGuard(false))
+			x.reset(t, &Tag{})
+			var tag Tag
+			created, err := safefind.FindOrCreate(x.db, &tag, map[string]any{"note": "free"})
+			require.NoError(t, err)
+			assert.True(t, created)
+		})
 	})
 }
