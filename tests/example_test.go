@@ -2,9 +2,11 @@ package tests
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log"
+	"sync"
 	"sync/atomic"
 
 	"github.com/safefind/safefind"
@@ -144,29 +146,54 @@ func Example_errors() {
 	// true
 }
 
-// Retry the whole transaction when the error says so: a serialization
+// Run a transaction again when the database says so: a serialization
 // failure, a deadlock, a busy database, or a snapshot that cannot see the
-// winner's row.
-func Example_isRetryable() {
-	db := openExample("retryable")
+// winner's row. fn must be safe to run more than once.
+func ExampleRetryTransaction() {
+	db := openExample("retry")
 	if err := db.Use(safefind.New()); err != nil {
 		log.Fatal(err)
 	}
 
 	var tag Tag
-	var err error
-	for attempt := 1; attempt <= 3; attempt++ {
-		err = db.Transaction(func(tx *gorm.DB) error {
-			_, err := safefind.FindOrCreate(tx, &tag, Tag{Name: "go"})
-			return err
-		})
-		if !safefind.IsRetryable(err) {
-			break
+	err := safefind.RetryTransaction(db, func(tx *gorm.DB) error {
+		_, err := safefind.FindOrCreate(tx, &tag, Tag{Name: "go"})
+		return err
+	}, safefind.RetryTxOptions(&sql.TxOptions{Isolation: sql.LevelSerializable}))
+	if err != nil {
+		var re *safefind.RetryError
+		if errors.As(err, &re) {
+			log.Printf("gave up after %d attempts", re.Attempts)
+		}
+		log.Fatal(err)
+	}
+	fmt.Println(tag.ID, tag.Name)
+	// Output:
+	// 1 go
+}
+
+// Feed metrics or traces from an observer; Stats are the zero-setup view.
+func ExampleWithObserver() {
+	db := openExample("observer")
+	var mu sync.Mutex
+	outcomes := map[string]int{} // a metrics library's counter vector
+	observe := func(ctx context.Context, e safefind.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		outcomes[e.Table+" "+e.Kind.String()] += e.Rows
+	}
+	if err := db.Use(safefind.New(safefind.WithObserver(observe))); err != nil {
+		log.Fatal(err)
+	}
+
+	for _, name := range []string{"go", "sql", "go"} {
+		if _, err := safefind.FindOrCreate(db, &Tag{}, Tag{Name: name}); err != nil {
+			log.Fatal(err)
 		}
 	}
-	fmt.Println(err, tag.Name)
+	fmt.Println(outcomes["tags created"], outcomes["tags found"])
 	// Output:
-	// <nil> go
+	// 2 1
 }
 
 // Find or create many rows at once: one round trip per step and chunk.
