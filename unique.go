@@ -17,10 +17,11 @@ import (
 // detect it. So a lookup, or a batch's key, that no primary key or unique
 // index covers is refused with ErrKeyNotUnique before anything is written.
 //
-// The model's schema answers first, without a round trip; an index that
-// exists only in the database counts too, read once from the catalog and
-// cached per table and column set. Partial unique indexes do not count: they
-// make the key unique only among some rows.
+// The model's schema answers first, without a round trip; a unique index or
+// constraint that exists only in the database counts too, read once from
+// the catalog and cached per table and column set. Partial unique indexes
+// do not count (they make the key unique only among some rows), nor do
+// indexes on expressions or deferred constraints.
 
 // checkUnique reports ErrKeyNotUnique unless a primary key or unique index,
 // on the model or in the database's catalog, has all its columns among keys
@@ -100,19 +101,11 @@ func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
 		}
 		return notUnique()
 	}
-	indexes, err := c.tx.Session(&gorm.Session{NewDB: true}).Migrator().GetIndexes(table)
+	keySets, err := c.d.UniqueKeys(c.tx.Session(&gorm.Session{NewDB: true}), table)
 	if err != nil {
-		return fmt.Errorf("safefind: read the indexes of %s: %w", table, err)
+		return fmt.Errorf("safefind: read the unique indexes of %s: %w", table, err)
 	}
-	ok := false
-	for _, idx := range indexes {
-		unique, _ := idx.Unique()
-		primary, _ := idx.PrimaryKey()
-		if (unique || primary) && !declared.partial[idx.Name()] && covered(idx.Columns()) {
-			ok = true
-			break
-		}
-	}
+	ok := slices.ContainsFunc(keySets, covered)
 	p.uniqueCache.Store(cacheKey, ok)
 	if !ok {
 		return notUnique()
@@ -128,8 +121,7 @@ type uniqueKey struct {
 
 // declaredIndexes are the indexes declared on a model.
 type declaredIndexes struct {
-	unique  [][]string      // the columns of each unique, non-partial index
-	partial map[string]bool // the names of partial indexes
+	unique [][]string // the columns of each unique, non-partial index
 }
 
 // indexesOf returns the indexes declared on the model. GORM's ParseIndexes
@@ -144,13 +136,10 @@ func indexesOf(s *schema.Schema) declaredIndexes {
 	if v, ok := indexCache.Load(s); ok {
 		return v.(declaredIndexes)
 	}
-	out := declaredIndexes{partial: map[string]bool{}}
+	var out declaredIndexes
 	for _, idx := range s.ParseIndexes() {
-		if idx.Where != "" {
-			out.partial[idx.Name] = true
-			continue // a partial index does not make the key unique
-		}
-		if !strings.EqualFold(idx.Class, "UNIQUE") {
+		// A partial index does not make the key unique.
+		if idx.Where != "" || !strings.EqualFold(idx.Class, "UNIQUE") {
 			continue
 		}
 		columns := make([]string, len(idx.Fields))

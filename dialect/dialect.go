@@ -8,6 +8,7 @@ package dialect
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 
 	"gorm.io/gorm"
@@ -51,6 +52,12 @@ type Dialect interface {
 
 	// MaxParams is the most bind parameters one statement may carry.
 	MaxParams() int
+
+	// UniqueKeys reads from the catalog the column sets of table's primary
+	// key and of its unique indexes and constraints that hold for every row:
+	// not partial, not on an expression, not deferred. table may be
+	// qualified by its schema ("schema.table").
+	UniqueKeys(tx *gorm.DB, table string) ([][]string, error)
 
 	// RetryStatement reports whether a statement that failed with err
 	// outside a transaction may be sent again at once: it lost a deadlock,
@@ -150,4 +157,53 @@ func sqlState(err error) string {
 		return ""
 	}
 	return s.SQLState()
+}
+
+// columnSets reads rows of (key, position, column) into the columns of
+// each key, in position order, whatever the order of the rows.
+func columnSets(tx *gorm.DB) ([][]string, error) {
+	rows, err := tx.Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	type part struct {
+		pos    int
+		column string
+	}
+	var keys []string
+	parts := map[string][]part{}
+	for rows.Next() {
+		var (
+			key string
+			p   part
+		)
+		if err := rows.Scan(&key, &p.pos, &p.column); err != nil {
+			return nil, err
+		}
+		if _, seen := parts[key]; !seen {
+			keys = append(keys, key)
+		}
+		parts[key] = append(parts[key], p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	sets := make([][]string, len(keys))
+	for i, key := range keys {
+		ps := parts[key]
+		slices.SortFunc(ps, func(a, b part) int { return a.pos - b.pos })
+		for _, p := range ps {
+			sets[i] = append(sets[i], p.column)
+		}
+	}
+	return sets, nil
+}
+
+// splitTable splits "schema.table" into its schema ("" if none) and table.
+func splitTable(table string) (schema, name string) {
+	if i := strings.LastIndexByte(table, '.'); i >= 0 {
+		return table[:i], table[i+1:]
+	}
+	return "", table
 }

@@ -58,3 +58,21 @@ func (mysql) Retryable(err error) bool {
 		return ok && (n == 1213 || n == 1205 || n == 1020)
 	})
 }
+
+// UniqueKeys: information_schema.STATISTICS. A functional key part (MySQL
+// 8) has no COLUMN_NAME and leaves its index out. A prefix part
+// (SUB_PART) makes the index stricter than the column, which still keeps
+// the column unique.
+func (mysql) UniqueKeys(tx *gorm.DB, table string) ([][]string, error) {
+	schema, name := splitTable(table)
+	db := "DATABASE()"
+	args := []any{name}
+	if schema != "" {
+		db, args = "?", []any{schema, name}
+	}
+	where := "TABLE_SCHEMA = " + db + " AND TABLE_NAME = ? AND NON_UNIQUE = 0"
+	return columnSets(tx.Raw(`SELECT INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE `+where+` AND INDEX_NAME NOT IN (
+			SELECT INDEX_NAME FROM information_schema.STATISTICS
+			WHERE `+where+` AND COLUMN_NAME IS NULL)`, append(args, args...)...))
+}

@@ -56,3 +56,24 @@ func (postgres) Retryable(err error) bool {
 		return s == "40001" || s == "40P01"
 	})
 }
+
+// UniqueKeys: pg_index, constraint-backed indexes included (GORM's
+// Migrator.GetIndexes leaves out those of UNIQUE and PRIMARY KEY
+// constraints). An index on an expression has a 0 in indkey; a partial one
+// has indpred; a deferrable constraint's index is not indimmediate, and
+// ON CONFLICT cannot use it; an index still being built is not indisvalid.
+func (postgres) UniqueKeys(tx *gorm.DB, table string) ([][]string, error) {
+	schema, name := splitTable(table)
+	rel := "quote_ident(?)"
+	args := []any{name}
+	if schema != "" {
+		rel, args = "quote_ident(?) || '.' || quote_ident(?)", []any{schema, name}
+	}
+	return columnSets(tx.Raw(`SELECT i.indexrelid::text, k.n, a.attname
+		FROM pg_index i
+		CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		WHERE i.indrelid = to_regclass(`+rel+`)
+		AND i.indisunique AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL
+		AND NOT 0 = ANY (i.indkey)`, args...))
+}

@@ -55,3 +55,20 @@ func (sqlite) Retryable(err error) bool {
 		return primary == 5 || primary == 6
 	})
 }
+
+// UniqueKeys: the primary key (a rowid alias has no index of its own), then
+// the unique indexes that are not partial and have no expression column
+// (cid -2) or rowid column (cid -1).
+func (sqlite) UniqueKeys(tx *gorm.DB, table string) ([][]string, error) {
+	schema, name := splitTable(table)
+	if schema == "" {
+		schema = "main"
+	}
+	return columnSets(tx.Raw(`SELECT '', pk, name FROM pragma_table_info(?, ?) WHERE pk > 0
+		UNION ALL
+		SELECT l.name, c.seqno, c.name FROM pragma_index_list(?, ?) l
+		JOIN pragma_index_info(l.name, ?) c
+		WHERE l."unique" AND NOT l.partial AND NOT EXISTS (
+			SELECT 1 FROM pragma_index_info(l.name, ?) x WHERE x.cid < 0)`,
+		name, schema, name, schema, schema, schema))
+}

@@ -229,6 +229,67 @@ func TestUniqueGuard(t *testing.T) {
 			}
 		})
 
+		t.Run("the catalog's unique keys", func(t *testing.T) {
+			// A table whose keys only the catalog knows: constraints (which
+			// GORM's Migrator.GetIndexes leaves out on PostgreSQL), a
+			// composite one, and the kinds that do not count.
+			type Guarded struct {
+				ID                  uint
+				A, B, C, D, E, F, G *string // NULL where not set: NULLs never conflict
+			}
+			x := open(t, e.name)
+			require.NoError(t, x.other.Migrator().DropTable("guardeds"))
+			ddl := map[string][]string{
+				"postgres": {
+					`CREATE TABLE guardeds (id BIGSERIAL PRIMARY KEY, a TEXT UNIQUE, b TEXT, c TEXT, d TEXT, e TEXT, f TEXT, g TEXT,
+						CONSTRAINT u_bc UNIQUE (b, c), CONSTRAINT u_f UNIQUE (f) DEFERRABLE INITIALLY DEFERRED)`,
+					`ALTER TABLE guardeds ADD CONSTRAINT u_g UNIQUE (g)`,
+					`CREATE UNIQUE INDEX u_d ON guardeds (d) WHERE d <> ''`,
+					`CREATE UNIQUE INDEX u_e ON guardeds (lower(e))`,
+				},
+				"mysql": {
+					`CREATE TABLE guardeds (id BIGINT AUTO_INCREMENT PRIMARY KEY, a VARCHAR(64) UNIQUE, b VARCHAR(64), c VARCHAR(64),
+						d VARCHAR(64), e VARCHAR(64), f VARCHAR(64), g VARCHAR(64), CONSTRAINT u_bc UNIQUE (b, c))`,
+					`ALTER TABLE guardeds ADD CONSTRAINT u_g UNIQUE (g(8))`,
+				},
+				"sqlite": {
+					`CREATE TABLE guardeds (id INTEGER PRIMARY KEY AUTOINCREMENT, a TEXT UNIQUE, b TEXT, c TEXT, d TEXT, e TEXT, f TEXT, g TEXT,
+						CONSTRAINT u_bc UNIQUE (b, c))`,
+					`CREATE UNIQUE INDEX u_g ON guardeds (g)`,
+					`CREATE UNIQUE INDEX u_d ON guardeds (d) WHERE d <> ''`,
+					`CREATE UNIQUE INDEX u_e ON guardeds (lower(e))`,
+				},
+			}[e.name]
+			for _, stmt := range ddl {
+				require.NoError(t, x.other.Exec(stmt).Error)
+			}
+			for _, lookup := range []map[string]any{
+				{"a": "1"}, {"b": "1", "c": "1"}, {"g": "1"}, {"c": "2", "a": "2"}, {"id": 100},
+			} {
+				var row Guarded
+				created, err := safefind.FindOrCreate(x.db, &row, lookup)
+				require.NoError(t, err, "%v is covered", lookup)
+				assert.True(t, created)
+			}
+			// Not unique: one column of a composite key; a partial index
+			// (PostgreSQL, SQLite); an index on lower(e) (PostgreSQL,
+			// SQLite); a deferred constraint (PostgreSQL).
+			for _, lookup := range []map[string]any{{"b": "1"}, {"d": "1"}, {"e": "1"}, {"f": "1"}, {"c": "1", "d": "1"}} {
+				_, err := safefind.FindOrCreate(x.db, &Guarded{}, lookup)
+				require.ErrorIs(t, err, safefind.ErrKeyNotUnique, "%v", lookup)
+			}
+			if e.name == "postgres" {
+				var row Guarded
+				_, err := safefind.FindOrCreate(x.db.Table("public.guardeds"), &row, map[string]any{"a": "3"})
+				require.NoError(t, err, "a table qualified by its schema")
+			}
+			want := int64(5)
+			if e.name == "postgres" {
+				want = 6
+			}
+			assert.Equal(t, want, x.count(t, &Guarded{}), "the covered lookups created their rows, the refused ones wrote nothing")
+		})
+
 		t.Run("turned off", func(t *testing.T) {
 			x := open(t, e.name, safefind.WithUniqueGuard(false))
 			x.reset(t, &Tag{})
