@@ -342,9 +342,11 @@ func (b *batch) insertRetrying(groups []*group) ([]*group, error) {
 const maxStatementRetries = 5
 
 // read selects the rows of groups by key, and returns the groups it did not
-// find. latest adds the dialect's locking read inside a transaction.
+// find. Without latest it is the call's first read, which a replica may
+// serve; with latest it reads on the primary and adds the dialect's locking
+// read inside a transaction.
 func (b *batch) read(groups []*group, latest bool) ([]*group, error) {
-	return b.readFrom(b.c.base, groups, latest)
+	return b.readFrom(b.c.lookup(latest), groups, latest)
 }
 
 // readFrom is read on the lookup q: the chain's, or the table's alone.
@@ -496,7 +498,7 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 		}
 		// Every row was inserted; read them back, by key alone (the chain's
 		// filters may not hold for them), for their ids and defaults.
-		table := c.insertDB(&gorm.Session{}).Set(callKey, c)
+		table := onPrimary(c.insertDB(&gorm.Session{}).Set(callKey, c))
 		missing, err := b.readFrom(table, groups, false)
 		if err != nil {
 			return nil, err

@@ -68,6 +68,15 @@
 // model and, for indexes the model does not declare, the database's catalog
 // (read once per table and column set). [WithUniqueGuard] turns it off.
 //
+// # Read replicas
+//
+// With GORM's dbresolver plugin, a replica may serve the first read of
+// FindOrCreate and FindOrCreateAll. Everything after a miss goes to the
+// primary (the INSERT, the read of a conflict's winner, which a lagging
+// replica would not show), as do CreateOrFind's reads, the guard's catalog
+// read and everything in a transaction. [WithPrimaryReads] sends the first
+// read to the primary too.
+//
 // # Counting and observing
 //
 // [Plugin.Stats] counts savepoints (everyone's, GORM's nested transactions

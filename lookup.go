@@ -137,11 +137,13 @@ func buildCondition(stmt *gorm.Statement, conds []any) (exprs []clause.Expressio
 	return exprs, stmt.Error
 }
 
-// read runs the lookup. With latest, inside a transaction, it adds the
-// dialect's locking read unless the caller chose a lock, so that a row
-// committed after the transaction's snapshot is seen. A hit overwrites dest.
+// read runs the lookup. Without latest it is the call's first read, which a
+// replica may serve. With latest it reads on the primary and, inside a
+// transaction, adds the dialect's locking read unless the caller chose a
+// lock, so that a row committed after the transaction's snapshot is seen. A
+// hit overwrites dest.
 func (c *call) read(latest bool) (bool, error) {
-	q := c.base
+	q := c.lookup(latest)
 	if latest && c.inTx && !c.locked {
 		if l := c.d.LatestRead(); l != nil {
 			q = q.Clauses(l)

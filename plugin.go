@@ -36,6 +36,8 @@ type config struct {
 	observer    Observer
 	budget      int // savepoints per transaction; -1: the dialect's default
 	budgetError bool
+	// primaryReads keeps the first read off dbresolver's replicas.
+	primaryReads bool
 }
 
 // Option configures a [Plugin].

@@ -101,7 +101,9 @@ func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
 		}
 		return notUnique()
 	}
-	keySets, err := c.d.UniqueKeys(c.tx.Session(&gorm.Session{NewDB: true}), table)
+	// On the primary: an index created a moment ago may not have reached a
+	// replica yet.
+	keySets, err := c.d.UniqueKeys(onPrimary(c.tx.Session(&gorm.Session{NewDB: true})), table)
 	if err != nil {
 		return fmt.Errorf("safefind: read the unique indexes of %s: %w", table, err)
 	}

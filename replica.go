@@ -1,0 +1,48 @@
+package safefind
+
+import "gorm.io/gorm"
+
+// Read replicas, through GORM's dbresolver plugin (gorm.io/plugin/dbresolver).
+//
+// dbresolver sends a query to a replica unless the statement carries its
+// Write setting (what dbresolver.Write stores), a locking clause, or runs in a
+// transaction. safefind lets a replica serve only the first read of
+// FindOrCreate and FindOrCreateAll, the one that wins on hit-heavy
+// workloads. Everything after a miss goes to the primary: the INSERT (a
+// create, which dbresolver always sends there), the read of a conflict's
+// winner, which a lagging replica would not show yet, and the read-back of
+// rows just inserted. CreateOrFind reads only from the primary. The
+// catalog read of the unique-index guard goes to the primary too: an index
+// created a moment ago may not be on the replica yet.
+//
+// safefind sets the setting by its key rather than through dbresolver.Write,
+// so that the library needs no dependency beyond GORM; without dbresolver the
+// setting is inert.
+
+// resolverWrite is the statement setting of dbresolver's Write clause.
+const resolverWrite = "gorm:db_resolver:write"
+
+// onPrimary returns q sent to the primary when dbresolver is in use.
+func onPrimary(q *gorm.DB) *gorm.DB {
+	return q.Set(resolverWrite, struct{}{})
+}
+
+// lookup returns the call's lookup for a read: after a miss (latest) on the
+// primary; the first read where dbresolver chooses, a replica, unless
+// [WithPrimaryReads].
+func (c *call) lookup(latest bool) *gorm.DB {
+	if latest || c.p.cfg.primaryReads {
+		return onPrimary(c.base)
+	}
+	return c.base
+}
+
+// WithPrimaryReads sends the first read of [FindOrCreate] and
+// [FindOrCreateAll] to the primary too, where GORM's dbresolver plugin
+// would send it to a replica. Use it when a hit must be as fresh as the
+// primary: a replica's hit can be as old as its lag (a row deleted or
+// updated on the primary may still be returned as it was). For one call,
+// chain dbresolver.Write instead.
+func WithPrimaryReads() Option {
+	return func(c *config) { c.primaryReads = true }
+}
