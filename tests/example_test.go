@@ -13,6 +13,7 @@ import (
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"gorm.io/plugin/dbresolver"
 )
 
 // The examples run on embedded SQLite. They live in the tests module so that
@@ -218,3 +219,33 @@ func Example_findOrCreateAll() {
 	// 2 sql true
 	// 1 go false
 }
+
+// With GORM's dbresolver, a replica may serve FindOrCreate's first read;
+// after a miss, the INSERT and the read of a conflict's winner go to the
+// primary. Here the replica lags: it has not received the primary's row.
+func Example_readReplicas() {
+	db := openExample("primary")
+	replica := openExample("replica") // lagging: it has none of the primary's rows
+	err := db.Use(dbresolver.Register(dbresolver.Config{
+		Replicas: []gorm.Dialector{replica.Dialector},
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := db.Use(safefind.New()); err != nil {
+		log.Fatal(err)
+	}
+	if err := db.Create(&Tag{Name: "go", Note: "on the primary"}).Error; err != nil {
+		log.Fatal(err)
+	}
+
+	var tag Tag
+	created, err := safefind.FindOrCreate(db, &tag, Tag{Name: "go"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(created, tag.ID, tag.Note)
+	// Output:
+	// false 1 on the primary
+}
+

@@ -22,7 +22,7 @@ import (
 
 // waitFor polls cond, the server's own view of a state the test cannot be
 // told of otherwise (a lock wait, a connection gone), for up to 20 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {

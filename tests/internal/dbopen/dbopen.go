@@ -27,6 +27,11 @@ import (
 const (
 	PostgresEnv = "SAFEFIND_POSTGRES_DSN"
 	MySQLEnv    = "SAFEFIND_MYSQL_DSN"
+
+	// The replicas of those servers' test databases (scripts/replicas):
+	// a PostgreSQL hot standby and a MariaDB replica.
+	PostgresReplicaEnv = "SAFEFIND_POSTGRES_REPLICA_DSN"
+	MySQLReplicaEnv    = "SAFEFIND_MYSQL_REPLICA_DSN"
 )
 
 // Kinds are the database kinds Open accepts.
