@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,10 @@ import (
 // restartEnv turns on TestServerRestart. It stops the shared servers, so it
 // runs alone: CI runs it after the other tests, in a go test of its own.
 const restartEnv = "SAFEFIND_RESTART_TEST"
+
+// mariadbPidFile is where the MariaDB on 3306 writes its pid (Debian's
+// default), which tells it from other mariadbd on the machine.
+const mariadbPidFile = "/run/mysqld/mysqld.pid"
 
 // The database server restarts while goroutines find or create on a shared
 // set of keys, bare and in RetryTransaction. Calls fail only during the
@@ -185,13 +190,18 @@ func serverControl(t *testing.T, name string) (restart, up func()) {
 		ping := []string{"-h", "127.0.0.1", "-u", "root", "ping"}
 		start := func() {
 			_ = run("install", "-d", "-o", "mysql", "-g", "mysql", "/run/mysqld")
-			require.NoError(t, run("start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"))
+			// By its pid file: other mariadbd (a replica, Galera nodes) may run.
+			require.NoError(t, run("start-stop-daemon", "--start", "--oknodo", "--background",
+				"--pidfile", mariadbPidFile, "--exec", "/usr/sbin/mariadbd"))
 			ready("mariadb-admin", ping...)
 		}
 		return func() {
+				pid, err := os.ReadFile(mariadbPidFile)
+				require.NoError(t, err)
 				require.NoError(t, run("mariadb-admin", "-h", "127.0.0.1", "-u", "root", "shutdown"))
 				waitFor(t, "mariadbd to exit", func() bool {
-					return run("pgrep", "-x", "mariadbd") != nil
+					_, err := os.Stat("/proc/" + strings.TrimSpace(string(pid)))
+					return os.IsNotExist(err)
 				})
 				start()
 			}, func() {
