@@ -248,4 +248,3 @@ func Example_readReplicas() {
 	// Output:
 	// false 1 on the primary
 }
-
