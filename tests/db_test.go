@@ -63,6 +63,12 @@ func open(t testing.TB, name string, opts ...safefind.Option) *env {
 	case "mysql":
 		dsn = dsnOrSkip(t, mysqlEnv)
 	}
+	return openDSN(t, name, dsn, opts...)
+}
+
+// openDSN opens the database of kind name at dsn, as open does.
+func openDSN(t testing.TB, name, dsn string, opts ...safefind.Option) *env {
+	t.Helper()
 	cfg := &gorm.Config{Logger: logger.Discard}
 	if testing.Verbose() && os.Getenv("SAFEFIND_SQL_LOG") != "" {
 		cfg.Logger = logger.Default.LogMode(logger.Info)
