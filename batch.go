@@ -461,6 +461,8 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 	exec := c.tx.Session(&gorm.Session{NewDB: true, Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}}).Clauses()
 	exec.Statement.SQL.WriteString(dry.Statement.SQL.String())
 	exec.Statement.Vars = dry.Statement.Vars
+	exec.Statement.Table = dry.Statement.Table
+	keepResolver(c.tx, exec)
 
 	if c.tx.DryRun {
 		// Traced, not sent: the rows stay unsettled, and are reported lost

@@ -61,8 +61,11 @@ type call struct {
 	// insertTable is the table to insert into when the lookup's table
 	// expression has an alias (Table("tags AS t")): the name before it.
 	insertTable string
-	eqs         []equality
-	whereVars   int // bind parameters of the lookup's conditions (batches)
+	// catalogTable is the table's name in the catalog, unquoted, qualified
+	// by its schema if the lookup's was ("archive.tags").
+	catalogTable string
+	eqs          []equality
+	whereVars    int // bind parameters of the lookup's conditions (batches)
 }
 
 // equality is a column = value condition, to be set on the row to create.
@@ -223,12 +226,18 @@ func (c *call) inspect(stmt *gorm.Statement) error {
 		return fmt.Errorf("%w: dest is %s but the model is %s", ErrInvalidDest, c.dest.Type(), stmt.Schema.ModelType)
 	}
 	c.schema, c.table, c.tableExpr = stmt.Schema, stmt.Table, stmt.TableExpr
+	c.catalogTable = c.table
 	if te := stmt.TableExpr; te != nil {
 		if len(te.Vars) > 0 {
 			return fmt.Errorf("%w: cannot insert into the table expression %q", ErrUnsupportedCondition, te.SQL)
 		}
-		if f := strings.Fields(te.SQL); len(f) > 1 {
+		f := strings.Fields(te.SQL)
+		if len(f) > 1 {
 			c.insertTable = f[0]
+		}
+		if len(f) > 0 {
+			// GORM keeps only the name after the schema in Statement.Table.
+			c.catalogTable = strings.NewReplacer(`"`, "", "`", "").Replace(f[0])
 		}
 	}
 	_, c.locked = stmt.Clauses["FOR"]
@@ -643,6 +652,7 @@ func (c *call) insertDB(s *gorm.Session) *gorm.DB {
 	})
 	st.Selects = c.tx.Statement.Selects
 	st.Omits = append(append([]string(nil), c.tx.Statement.Omits...), clause.Associations)
+	keepResolver(c.tx, db)
 	if c.insertTable != "" {
 		return db.Table(c.insertTable)
 	}

@@ -22,7 +22,7 @@ var _ gorm.Plugin = (*Plugin)(nil)
 // read with [Plugin.Stats].
 type Plugin struct {
 	cfg         config
-	uniqueCache sync.Map // uniqueKey -> covered by a unique index (catalog)
+	uniqueCache sync.Map // uniqueKey -> true: covered by a unique index in the catalog
 	txs         txStates
 	stats       struct {
 		savepoints, found, created, conflicts, retries, budgetSwitches, overBudget atomic.Int64

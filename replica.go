@@ -1,6 +1,10 @@
 package safefind
 
-import "gorm.io/gorm"
+import (
+	"fmt"
+
+	"gorm.io/gorm"
+)
 
 // Read replicas, through GORM's dbresolver plugin (gorm.io/plugin/dbresolver).
 //
@@ -25,6 +29,37 @@ const resolverWrite = "gorm:db_resolver:write"
 // onPrimary returns q sent to the primary when dbresolver is in use.
 func onPrimary(q *gorm.DB) *gorm.DB {
 	return q.Set(resolverWrite, struct{}{})
+}
+
+// resolverUsing is the clause of dbresolver's Use, which names the resolver
+// (the set of databases) a statement goes to.
+const resolverUsing = "gorm:db_resolver:using"
+
+// keepResolver gives the statement of to the resolver the caller's chain
+// from named with dbresolver.Use, if any: statements safefind builds anew
+// (the INSERT, the catalog read) go to the same databases as the lookup.
+func keepResolver(from, to *gorm.DB) {
+	if u, ok := from.Statement.Clauses[resolverUsing]; ok {
+		to.Statement.Clauses[resolverUsing] = u
+	}
+}
+
+// resolverName returns the name the chain of db gave dbresolver.Use, or "".
+func resolverName(db *gorm.DB) string {
+	if u, ok := db.Statement.Clauses[resolverUsing]; ok {
+		return fmt.Sprint(u.Expression)
+	}
+	return ""
+}
+
+// catalogDB returns a new statement for reading the catalog of the lookup's
+// table: on the primary, of the databases the lookup goes to (the
+// resolver named with dbresolver.Use, or the one registered for the table).
+func (c *call) catalogDB() *gorm.DB {
+	q := onPrimary(c.tx.Session(&gorm.Session{NewDB: true}))
+	q.Statement.Table = c.table
+	keepResolver(c.tx, q)
+	return q
 }
 
 // lookup returns the call's lookup for a read: after a miss (latest) on the

@@ -78,10 +78,7 @@ func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
 			names = append(names, e.field.DBName)
 		}
 	}
-	table := c.table
-	if c.insertTable != "" {
-		table = c.insertTable // the table behind an alias
-	}
+	table := c.catalogTable
 	notUnique := func() error {
 		return fmt.Errorf("%w: %s (%s)", ErrKeyNotUnique, table, strings.Join(names, ", "))
 	}
@@ -93,32 +90,30 @@ func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
 	}
 
 	slices.Sort(names)
-	// Per database (a plugin may serve several), table and column set.
-	cacheKey := uniqueKey{c.tx.Config, table, strings.Join(names, "\x00")}
-	if ok, hit := p.uniqueCache.Load(cacheKey); hit {
-		if ok.(bool) {
-			return nil
-		}
-		return notUnique()
+	// Per database (a plugin may serve several, and dbresolver may choose
+	// one by name), table and column set. Only a covered key is cached: an
+	// index created later then counts without a restart.
+	cacheKey := uniqueKey{c.tx.Dialector, resolverName(c.tx), table, strings.Join(names, "\x00")}
+	if _, hit := p.uniqueCache.Load(cacheKey); hit {
+		return nil
 	}
 	// On the primary: an index created a moment ago may not have reached a
 	// replica yet.
-	keySets, err := c.d.UniqueKeys(onPrimary(c.tx.Session(&gorm.Session{NewDB: true})), table)
+	keySets, err := c.d.UniqueKeys(c.catalogDB(), table)
 	if err != nil {
 		return fmt.Errorf("safefind: read the unique indexes of %s: %w", table, err)
 	}
-	ok := slices.ContainsFunc(keySets, covered)
-	p.uniqueCache.Store(cacheKey, ok)
-	if !ok {
+	if !slices.ContainsFunc(keySets, covered) {
 		return notUnique()
 	}
+	p.uniqueCache.Store(cacheKey, true)
 	return nil
 }
 
 // uniqueKey is the catalog cache's key.
 type uniqueKey struct {
-	db             *gorm.Config
-	table, columns string
+	db                       gorm.Dialector
+	resolver, table, columns string
 }
 
 // declaredIndexes are the indexes declared on a model.

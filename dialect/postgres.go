@@ -62,6 +62,7 @@ func (postgres) Retryable(err error) bool {
 // constraints). An index on an expression has a 0 in indkey; a partial one
 // has indpred; a deferrable constraint's index is not indimmediate, and
 // ON CONFLICT cannot use it; an index still being built is not indisvalid.
+// Columns past indnkeyatts are INCLUDE columns, not part of the key.
 func (postgres) UniqueKeys(tx *gorm.DB, table string) ([][]string, error) {
 	schema, name := splitTable(table)
 	rel := "quote_ident(?)"
@@ -75,5 +76,5 @@ func (postgres) UniqueKeys(tx *gorm.DB, table string) ([][]string, error) {
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 		WHERE i.indrelid = to_regclass(`+rel+`)
 		AND i.indisunique AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL
-		AND NOT 0 = ANY (i.indkey)`, args...))
+		AND k.n <= i.indnkeyatts AND NOT 0 = ANY (i.indkey)`, args...))
 }

@@ -209,10 +209,27 @@ func TestUniqueGuard(t *testing.T) {
 				r.Reset()
 				_, err = o.fn(db, &Tag{}, map[string]any{"note": "n"})
 				require.ErrorIs(t, err, safefind.ErrKeyNotUnique)
-				assert.Empty(t, r.Statements(), "the catalog's answer is cached")
+				assert.Len(t, r.Statements(), 1, "a refusal is not cached: the catalog is read again, and nothing else")
 				assert.Zero(t, e.count(t, &Tag{}))
 			})
 		}
+
+		t.Run("an index created while the plugin runs", func(t *testing.T) {
+			x := open(t, e.name) // a plugin that has not cached the table
+			x.reset(t, &Tag{})
+			_, err := safefind.FindOrCreate(x.db, &Tag{}, map[string]any{"note": "n"})
+			require.ErrorIs(t, err, safefind.ErrKeyNotUnique)
+			require.NoError(t, x.other.Exec("CREATE UNIQUE INDEX idx_tags_note ON tags (note)").Error)
+			db, r := x.recorded(x.db)
+			created, err := safefind.FindOrCreate(db, &Tag{Name: "a"}, map[string]any{"note": "n"})
+			require.NoError(t, err, "the new index counts without a restart")
+			assert.True(t, created)
+			r.Reset()
+			created, err = safefind.FindOrCreate(db.Session(&gorm.Session{}), &Tag{}, map[string]any{"note": "n"})
+			require.NoError(t, err)
+			assert.False(t, created)
+			assert.Len(t, r.Statements(), 1, "a new session (with a *gorm.Config of its own) shares the cached answer: only the lookup is sent: %q", r.Statements())
+		})
 
 		t.Run("an index only the database has", func(t *testing.T) {
 			x := open(t, e.name) // a plugin that has not cached the table
@@ -279,15 +296,60 @@ func TestUniqueGuard(t *testing.T) {
 				require.ErrorIs(t, err, safefind.ErrKeyNotUnique, "%v", lookup)
 			}
 			if e.name == "postgres" {
-				var row Guarded
-				_, err := safefind.FindOrCreate(x.db.Table("public.guardeds"), &row, map[string]any{"a": "3"})
-				require.NoError(t, err, "a table qualified by its schema")
+				// INCLUDE columns are carried, not part of the key.
+				require.NoError(t, x.other.Exec(`CREATE UNIQUE INDEX u_gi ON guardeds (g) INCLUDE (b)`).Error)
+				require.NoError(t, x.other.Exec(`ALTER TABLE guardeds DROP CONSTRAINT u_g`).Error)
+				y := open(t, e.name) // nothing cached
+				_, err := safefind.FindOrCreate(y.db, &Guarded{}, map[string]any{"g": "2"})
+				require.NoError(t, err, "UNIQUE (g) INCLUDE (b) covers g")
 			}
 			want := int64(5)
 			if e.name == "postgres" {
 				want = 6
 			}
 			assert.Equal(t, want, x.count(t, &Guarded{}), "the covered lookups created their rows, the refused ones wrote nothing")
+		})
+
+		t.Run("a table qualified by its schema", func(t *testing.T) {
+			if e.name == "sqlite" {
+				t.Skip("an attached database would be SQLite's schema; not covered here")
+			}
+			// The same table name in two schemas (databases on MySQL): only
+			// the default one has a unique index on code. GORM keeps only
+			// "guardeds" of "sf_archive.guardeds" in Statement.Table.
+			x := open(t, e.name) // nothing cached
+			create := map[string][]string{
+				"postgres": {
+					`CREATE SCHEMA IF NOT EXISTS sf_archive`,
+					`DROP TABLE IF EXISTS sf_archive.codes`,
+					`CREATE TABLE sf_archive.codes (id BIGSERIAL PRIMARY KEY, code TEXT)`,
+					`DROP TABLE IF EXISTS codes`,
+					`CREATE TABLE codes (id BIGSERIAL PRIMARY KEY, code TEXT UNIQUE)`,
+				},
+				"mysql": {
+					`CREATE DATABASE IF NOT EXISTS sf_archive`,
+					`DROP TABLE IF EXISTS sf_archive.codes`,
+					`CREATE TABLE sf_archive.codes (id BIGINT AUTO_INCREMENT PRIMARY KEY, code VARCHAR(64))`,
+					`DROP TABLE IF EXISTS codes`,
+					`CREATE TABLE codes (id BIGINT AUTO_INCREMENT PRIMARY KEY, code VARCHAR(64) UNIQUE)`,
+				},
+			}[e.name]
+			for _, stmt := range create {
+				require.NoError(t, x.other.Exec(stmt).Error)
+			}
+			type Code struct {
+				ID   uint
+				Code string
+			}
+			_, err := safefind.FindOrCreate(x.db.Table("sf_archive.codes"), &Code{}, map[string]any{"code": "c"})
+			require.ErrorIs(t, err, safefind.ErrKeyNotUnique, "the archive's table has no unique index on code")
+			var n int64
+			require.NoError(t, x.other.Table("sf_archive.codes").Count(&n).Error)
+			assert.Zero(t, n)
+			var row Code
+			created, err := safefind.FindOrCreate(x.db, &row, map[string]any{"code": "c"})
+			require.NoError(t, err, "the default schema's table has one")
+			assert.True(t, created)
 		})
 
 		t.Run("turned off", func(t *testing.T) {
