@@ -150,9 +150,8 @@ func TestGaleraRetryTransaction(t *testing.T) {
 // Goroutines spread over the three nodes, released together on the same
 // keys, bare and in RetryTransaction: no error, exactly one row per key on
 // every node, and every caller holds that row. Certification failures are
-// not certain in one round; rounds repeat, on new keys, until at least one
-// INSERT (bare) or transaction was retried after one (up to 20 rounds), and
-// every round is checked.
+// not certain in one round; rounds repeat, on new keys, until the nodes
+// count at least one (up to 20 rounds), and every round is checked.
 func TestGaleraConcurrent(t *testing.T) {
 	const keys, perNode = 4, 4
 	nodes := openGalera(t)
@@ -182,8 +181,11 @@ func TestGaleraConcurrent(t *testing.T) {
 			}
 			attempts.Store(0)
 			calls := int64(0)
-			// retried counts the INSERTs sent again after a 1213 (bare), or
-			// the transactions run again (in RetryTransaction).
+			// conflicts counts, by the nodes' own statistics, the
+			// transactions that failed certification or were aborted by a
+			// replicated one.
+			conflictsBefore := galeraConflicts(t, nodes)
+			conflicts := func() int64 { return galeraConflicts(t, nodes) - conflictsBefore }
 			retried := func() (n int64) {
 				if !bare {
 					return attempts.Load() - calls
@@ -236,12 +238,28 @@ func TestGaleraConcurrent(t *testing.T) {
 					assert.Equal(t, map[uint]int{row.ID: callers / keys}, ids[row.Name], "round %d: every caller of %q holds its row", round, row.Name)
 					assert.Equal(t, 1, created[row.Name], "round %d: one caller of %q created it", round, row.Name)
 				}
-				if retried() > 0 {
-					t.Logf("%d round(s); %d retries after a certification failure", round+1, retried())
+				if conflicts() > 0 {
+					t.Logf("%d round(s): %d certification failures or aborts; %d retries", round+1, conflicts(), retried())
 					return
 				}
 			}
 			t.Fatal("no certification failure in 20 rounds: the race did not happen")
 		})
 	}
+}
+
+// galeraConflicts sums, over the nodes, the transactions that failed
+// certification and those a replicated transaction aborted.
+func galeraConflicts(t *testing.T, nodes []*galeraNode) int64 {
+	t.Helper()
+	var sum int64
+	for _, n := range nodes {
+		for _, name := range []string{"wsrep_local_cert_failures", "wsrep_local_bf_aborts"} {
+			var key string
+			var v int64
+			require.NoError(t, n.other.Raw("SHOW GLOBAL STATUS LIKE ?", name).Row().Scan(&key, &v))
+			sum += v
+		}
+	}
+	return sum
 }
