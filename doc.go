@@ -65,8 +65,9 @@
 // key or unique index whose columns are all among the lookup's equality
 // columns. Otherwise concurrent callers each insert a row. Such lookups are
 // refused with [ErrKeyNotUnique] before anything is sent, judged from the
-// model and, for indexes the model does not declare, the database's catalog
-// (read once per table and column set). [WithUniqueGuard] turns it off.
+// model and, for unique keys the model does not declare, the database's
+// catalog (until it shows the key covered, an answer cached per table and
+// column set). [WithUniqueGuard] turns it off.
 //
 // # Read replicas
 //
