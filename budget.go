@@ -125,7 +125,7 @@ func (p *Plugin) trackSavepoints(db *gorm.DB, sql string, savepoint bool) {
 		return
 	}
 	control := savepoint || isControl(sql)
-	if !control && p.txs.fresh.Load() == 0 {
+	if !control && p.txs.unkept.Load() == 0 {
 		return // no savepoint anywhere waits for a write to count again
 	}
 	// State is kept only where there is a budget to keep.
@@ -135,13 +135,7 @@ func (p *Plugin) trackSavepoints(db *gorm.DB, sql string, savepoint bool) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	p.txs.fresh.Add(int64(st.track(sql, control)))
-}
-
-// isControl reports whether sql opens, releases or rolls back a savepoint
-// (ROLLBACK of the whole transaction does not pass through GORM's callbacks).
-func isControl(sql string) bool {
-	return isSavepoint(sql) || startsWithWord(sql, "RELEASE") || startsWithWord(sql, "ROLLBACK")
+	p.txs.unkept.Add(int64(st.track(sql, control)))
 }
 
 // track follows one statement: a savepoint statement (control), or any
@@ -149,10 +143,10 @@ func isControl(sql string) bool {
 // its parents too, so that savepoints re-established by ROLLBACK TO are kept
 // again.
 // It returns the change in the number of open savepoints not kept.
-func (st *txState) track(sql string, control bool) (freshDelta int) {
-	before := st.fresh
+func (st *txState) track(sql string, control bool) (unkeptDelta int) {
+	before := st.unkept
 	if !control {
-		if st.fresh == 0 || isRead(sql) {
+		if st.unkept == 0 || isRead(sql) {
 			return 0
 		}
 		for i := range st.open {
@@ -161,19 +155,19 @@ func (st *txState) track(sql string, control bool) (freshDelta int) {
 				st.kept++
 			}
 		}
-		st.fresh = 0
+		st.unkept = 0
 		return -before
 	}
 	for _, s := range strings.Split(sql, ";") {
 		st.apply(strings.Fields(s))
 	}
-	st.fresh = 0
+	st.unkept = 0
 	for _, sp := range st.open {
 		if !sp.kept {
-			st.fresh++
+			st.unkept++
 		}
 	}
-	return st.fresh - before
+	return st.unkept - before
 }
 
 // apply follows one statement's effect on the open savepoints.
@@ -217,25 +211,6 @@ func (st *txState) apply(words []string) {
 type savepoint struct {
 	name string
 	kept bool // it may hold a subtransaction id: it was opened, or written in since ROLLBACK TO
-}
-
-func startsWithWord(sql, word string) bool {
-	sql = strings.TrimLeft(sql, " \t\r\n")
-	return len(sql) > len(word) && strings.EqualFold(sql[:len(word)], word) && isSpace(sql[len(word)])
-}
-
-// isRead reports whether sql reads without locking, which gives a
-// subtransaction no id.
-func isRead(sql string) bool {
-	if !startsWithWord(sql, "SELECT") {
-		return false
-	}
-	for i := 0; i+5 <= len(sql); i++ {
-		if isSpace(sql[i]) && strings.EqualFold(sql[i+1:i+4], "FOR") && isSpace(sql[i+4]) {
-			return false
-		}
-	}
-	return true
 }
 
 // ownDir is the directory of safefind's own files, skipped with GORM's when

@@ -102,14 +102,14 @@ func TestSavepointTracking(t *testing.T) {
 		for _, sql := range tc.stmts {
 			st.track(sql, isControl(sql))
 		}
-		fresh := 0
+		unkept := 0
 		for _, sp := range st.open {
 			if !sp.kept {
-				fresh++
+				unkept++
 			}
 		}
-		if st.fresh != fresh {
-			t.Errorf("%q: fresh %d, want %d", tc.stmts, st.fresh, fresh)
+		if st.unkept != unkept {
+			t.Errorf("%q: unkept %d, want %d", tc.stmts, st.unkept, unkept)
 		}
 		if st.kept != tc.kept || len(st.open) != tc.open {
 			t.Errorf("%q: kept %d, open %d; want %d, %d", tc.stmts, st.kept, len(st.open), tc.kept, tc.open)

@@ -1,9 +1,7 @@
 package safefind
 
 import (
-	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -82,45 +80,6 @@ func New(opts ...Option) *Plugin {
 // Name returns "safefind", the plugin's key in gorm.Config.Plugins.
 func (p *Plugin) Name() string { return name }
 
-// Initialize registers safefind's callbacks on db. GORM calls it from
-// db.Use; calling it again on the same DB registers nothing twice. It fails
-// with [ErrUnsupportedDialect] for a database safefind does not support.
-func (p *Plugin) Initialize(db *gorm.DB) error {
-	if dialect.For(db.Dialector.Name()) == nil {
-		return fmt.Errorf("%w: %q", ErrUnsupportedDialect, db.Dialector.Name())
-	}
-	cb := db.Callback()
-	for _, r := range []struct {
-		name string
-		get  func(string) func(*gorm.DB)
-		add  func(string, func(*gorm.DB)) error
-		fn   func(*gorm.DB)
-	}{
-		{"safefind:guard", cb.Query().Get, cb.Query().Before("gorm:query").Register, p.guard},
-		{"safefind:skipped", cb.Create().Get, cb.Create().After("gorm:create").Before("gorm:after_create").Register, skipped},
-		{"safefind:count", cb.Create().Get, cb.Create().After("gorm:create").Register, p.count},
-		{"safefind:count", cb.Query().Get, cb.Query().After("gorm:query").Register, p.count},
-		{"safefind:count", cb.Update().Get, cb.Update().After("gorm:update").Register, p.count},
-		{"safefind:count", cb.Delete().Get, cb.Delete().After("gorm:delete").Register, p.count},
-		{"safefind:count", cb.Row().Get, cb.Row().After("gorm:row").Register, p.count},
-		{"safefind:count", cb.Raw().Get, cb.Raw().After("gorm:raw").Register, p.count},
-		{"safefind:before", cb.Create().Get, cb.Create().Before("gorm:create").Register, p.before},
-		{"safefind:before", cb.Query().Get, cb.Query().Before("gorm:query").Register, p.before},
-		{"safefind:before", cb.Update().Get, cb.Update().Before("gorm:update").Register, p.before},
-		{"safefind:before", cb.Delete().Get, cb.Delete().Before("gorm:delete").Register, p.before},
-		{"safefind:before", cb.Row().Get, cb.Row().Before("gorm:row").Register, p.before},
-		{"safefind:before", cb.Raw().Get, cb.Raw().Before("gorm:raw").Register, p.before},
-	} {
-		if r.get(r.name) != nil {
-			continue
-		}
-		if err := r.add(r.name, r.fn); err != nil {
-			return fmt.Errorf("safefind: register callback %s: %w", r.name, err)
-		}
-	}
-	return nil
-}
-
 // Stats are the plugin's cumulative counters, over every DB and session it
 // is registered on.
 type Stats struct {
@@ -183,57 +142,3 @@ func pluginOf(db *gorm.DB) (*Plugin, error) {
 	}
 	return p, nil
 }
-
-// count runs after every statement GORM executes: it feeds the savepoint
-// counter and the [Counter] carried by the statement's context, if any, and
-// notes a transaction that the statement's failure ended.
-func (p *Plugin) count(db *gorm.DB) {
-	if db.DryRun || db.Statement.SQL.Len() == 0 || refused(db.Error) {
-		return // a refused statement was not sent
-	}
-	p.noteEnded(db)
-	sql := db.Statement.SQL.String()
-	sp := isSavepoint(sql)
-	if sp {
-		p.stats.savepoints.Add(1)
-	}
-	if db.Error == nil {
-		p.trackSavepoints(db, sql, sp)
-	}
-	if c, ok := db.Statement.Context.Value(counterKey{}).(*Counter); ok {
-		c.statements.Add(1)
-		if sp {
-			c.savepoints.Add(1)
-		}
-	}
-}
-
-func isSavepoint(sql string) bool {
-	sql = strings.TrimLeft(sql, " \t\r\n")
-	return len(sql) >= len("SAVEPOINT ") && strings.EqualFold(sql[:len("SAVEPOINT ")], "SAVEPOINT ")
-}
-
-// Counter counts the statements and savepoints of one unit of work: every
-// statement GORM runs with a context that carries the counter (see
-// [WithCounter]), through any DB the plugin is registered on. Counters of
-// different contexts never mix, so tests that run in parallel can each assert
-// their own budget. BEGIN, COMMIT and ROLLBACK are not counted: GORM sends
-// them to the driver directly, not as statements. A Counter is safe for
-// concurrent use; its zero value is ready.
-type Counter struct {
-	statements, savepoints atomic.Int64
-}
-
-type counterKey struct{}
-
-// WithCounter returns a copy of ctx that carries c. Run GORM calls with
-// db.WithContext(ctx) to have them counted.
-func WithCounter(ctx context.Context, c *Counter) context.Context {
-	return context.WithValue(ctx, counterKey{}, c)
-}
-
-// Statements returns how many statements have been counted.
-func (c *Counter) Statements() int64 { return c.statements.Load() }
-
-// Savepoints returns how many SAVEPOINT statements have been counted.
-func (c *Counter) Savepoints() int64 { return c.savepoints.Load() }

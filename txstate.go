@@ -40,7 +40,7 @@ type txState struct {
 	refuse error
 	open   []savepoint // the open savepoints, innermost last
 	kept   int         // savepoints that may hold a subtransaction id
-	fresh  int         // open savepoints re-established by ROLLBACK TO, not kept
+	unkept int         // open savepoints re-established by ROLLBACK TO, not kept
 	warned bool        // the budget warning was given
 }
 
@@ -49,7 +49,7 @@ type txStates struct {
 	m        sync.Map     // weak.Pointer[sql.Tx] -> *txState
 	n        atomic.Int64 // entries, so that the common case costs one atomic load
 	refusing atomic.Int64 // entries whose refuse is set: usually none
-	fresh    atomic.Int64 // the entries' fresh savepoints: usually none
+	unkept   atomic.Int64 // the entries' unkept savepoints: usually none
 }
 
 // txOf returns the *sql.Tx a statement runs on, or nil outside a
@@ -88,19 +88,13 @@ func (s *txStates) get(tx *sql.Tx, create bool) *txState {
 				if st.refuse != nil {
 					s.refusing.Add(-1)
 				}
-				s.fresh.Add(int64(-st.fresh))
+				s.unkept.Add(int64(-st.unkept))
 				st.mu.Unlock()
 			}
 			s.n.Add(-1)
 		}, key)
 	}
 	return v.(*txState)
-}
-
-// before runs before every statement.
-func (p *Plugin) before(db *gorm.DB) {
-	p.refuseEnded(db)
-	p.checkBudget(db)
 }
 
 // setRefuse makes every later statement of the transaction fail with err.

@@ -1,0 +1,133 @@
+package safefind
+
+import "gorm.io/gorm"
+
+// FindOrCreate returns the row that tx and conds look up, creating it if
+// there is none, safely under concurrency. It is the double-checked form,
+// the cheapest when the row usually exists:
+//
+//  1. A plain SELECT (with the caller's locking clause, if any). On a hit,
+//     dest is overwritten with the row: one statement, no savepoint, no
+//     transaction.
+//  2. On a miss, an INSERT of dest as the caller prepared it (the attributes
+//     to create with) plus the values of the lookup's equality conditions.
+//     Inside a transaction on PostgreSQL, where a failed statement aborts the
+//     transaction, the INSERT runs in a savepoint, released on success and
+//     rolled back on a conflict; MySQL/MariaDB and SQLite roll back only the
+//     failed statement and never get a savepoint.
+//  3. If the INSERT met a unique conflict, another caller won the race: the
+//     winner's row is read (with a shared locking read inside a MySQL/MariaDB
+//     transaction, so a REPEATABLE READ snapshot cannot hide it) and returned
+//     with created false.
+//
+// tx is any GORM chain: Where, Table, Model, Scopes, Clauses, Session,
+// WithContext, inside a transaction or not. conds are inline conditions as
+// FirstOrCreate takes them; the lookup is the conjunction of all of them. The
+// equalities among them (struct and map conditions, clause.Eq, and SQL of the
+// form "a = ? AND b = ?") are set on the row to create; other conditions only
+// filter the reads. Associations are not saved.
+//
+// created is true only for the one caller whose INSERT created the row.
+// Errors: the sentinels of this package for bad input, before anything is
+// written; [ErrStaleSnapshot] when a PostgreSQL snapshot hides the winner's
+// row; [ErrConflictNotFound] when a conflict's row cannot be found; the
+// context's error; otherwise the database's, wrapped. Check [IsRetryable]
+// to know whether to retry the whole transaction.
+func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error) {
+	c, err := begin(tx, dest, conds, opFindOrCreate)
+	defer func() { c.finish(err) }()
+	if err != nil {
+		return false, err
+	}
+	found, err := c.read(false)
+	if err != nil {
+		return false, err
+	}
+	if found {
+		c.record(EventFound, 1)
+		return false, nil
+	}
+	return c.createOrRead(false)
+}
+
+// CreateOrFind creates the row that tx and conds look up, or returns the
+// existing one, safely under concurrency. It is the insert-first form, the
+// cheapest when the row usually does not exist yet, and it never opens a
+// savepoint on any dialect, inside a transaction or not:
+//
+//   - PostgreSQL and SQLite: INSERT ... ON CONFLICT DO NOTHING, which
+//     cannot fail on the conflict; when it inserted nothing, a read of the
+//     existing row.
+//   - MySQL/MariaDB: a plain INSERT, whose duplicate-key error rolls back
+//     only that statement; then a read of the existing row (a shared locking
+//     read inside a transaction, which sees the latest committed row under
+//     REPEATABLE READ). ON DUPLICATE KEY UPDATE is not used: even a no-op
+//     assignment fires UPDATE triggers; neither is INSERT IGNORE, which turns
+//     other errors into warnings.
+//
+// A conflict never writes to the existing row and fires no UPDATE trigger;
+// AfterCreate and AfterSave hooks run only for a row that was created.
+//
+// The row to create is dest plus the lookup's equalities, as in
+// [FindOrCreate]; since the INSERT comes first, every condition must be a
+// column equality ([ErrUnsupportedCondition] otherwise). Inside a PostgreSQL
+// REPEATABLE READ or SERIALIZABLE transaction, a row committed after the
+// snapshot makes the INSERT fail with the server's serialization failure
+// (40001), for which [IsRetryable] is true; the transaction must be retried.
+func CreateOrFind(tx *gorm.DB, dest any, conds ...any) (created bool, err error) {
+	c, err := begin(tx, dest, conds, opCreateOrFind)
+	defer func() { c.finish(err) }()
+	if err != nil {
+		return false, err
+	}
+	if err := c.probeConditions(); err != nil {
+		return false, err
+	}
+	return c.createOrRead(true)
+}
+
+// FindOrCreateAll finds or creates one row per element of rows, a pointer to
+// a slice of model structs (or of pointers to them), by the key columns
+// named (field or column names; one or more, a composite key included),
+// in one round trip per chunk and each step:
+//
+//  1. one SELECT for all the keys of a chunk;
+//  2. one INSERT of the missing rows, sorted by key, that skips the rows
+//     another caller created meanwhile (ON CONFLICT DO NOTHING RETURNING on
+//     PostgreSQL and SQLite; on MySQL/MariaDB a plain multi-row INSERT,
+//     all or nothing, tried again without the rows found after a conflict);
+//  3. one SELECT for the rows that lost a race (a shared locking read inside
+//     a MySQL/MariaDB transaction).
+//
+// Rows are inserted in key order, so concurrent batches with overlapping
+// keys lock them in the same order and cannot deadlock on each other. No
+// savepoint is opened, on any dialect.
+//
+// Each element carries its key values and the attributes to create it with;
+// the chain's equalities (tx.Where(...)) are set on every row created, and
+// its conditions and locking clause apply to the reads. After the call every
+// element holds its stored row, in the caller's order; duplicates of one key
+// all receive the same row. created is aligned with rows: true for the
+// elements whose row this call inserted (the first element of each key).
+// Hooks run as for Create: BeforeSave and BeforeCreate on the rows to insert,
+// AfterCreate and AfterSave on the rows created.
+//
+// Chunks hold at most [WithChunkSize] keys (default 1000), fewer where the
+// database's bind-parameter limit requires. An empty slice sends nothing.
+// The key must be covered by a primary key or unique index, declared on the
+// model or found in the database's catalog, or the call fails with
+// [ErrKeyNotUnique]. Errors are as for [FindOrCreate]; on an error the
+// elements are left as they were.
+func FindOrCreateAll(tx *gorm.DB, rows any, keyColumns ...string) (created []bool, err error) {
+	return all(tx, rows, keyColumns, false)
+}
+
+// CreateOrFindAll is the insert-first form of [FindOrCreateAll], for keys
+// that are usually new: one INSERT of all the rows of a chunk that skips the
+// existing ones, then one SELECT for those. On MySQL/MariaDB, whose
+// multi-row INSERT fails whole on a conflict, a conflict is followed by the
+// steps of FindOrCreateAll. No savepoint is opened, on any dialect. As with
+// [CreateOrFind], the chain may carry only column equalities.
+func CreateOrFindAll(tx *gorm.DB, rows any, keyColumns ...string) (created []bool, err error) {
+	return all(tx, rows, keyColumns, true)
+}

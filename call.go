@@ -1,0 +1,169 @@
+package safefind
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/safefind/safefind/dialect"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/schema"
+)
+
+// A lookup is the caller's chain (Where, Table, Model, Scopes, Clauses,
+// Session, WithContext, an open transaction) plus the inline conditions,
+// exactly as FirstOrCreate takes them. safefind reads the final WHERE clause
+// from the statement GORM builds, after scopes have run, in a Query callback
+// (guard), and from it takes the equalities that the row to create must
+// satisfy.
+
+// errProbed stops a statement in inspectLookup once its conditions are read.
+var errProbed = errors.New("safefind: probed")
+
+// errNotInspected: the lookup ran without passing inspectLookup, which happens
+// only when a scope replaces the statement with a new one (NewDB).
+var errNotInspected = fmt.Errorf("%w: a scope replaced the lookup's statement", ErrUnsupportedCondition)
+
+// call is one FindOrCreate or CreateOrFind.
+type call struct {
+	op     string // opFindOrCreate, ...
+	start  time.Time
+	p      *Plugin
+	d      dialect.Dialect
+	tx     *gorm.DB      // the caller's chain
+	base   *gorm.DB      // the lookup: tx, inline conditions, LIMIT 1, ORDER BY pk; reusable
+	dest   reflect.Value // *Model
+	inTx   bool
+	strict bool // every condition must be an assignable equality (CreateOrFind)
+	batch  bool // the keys come from the rows: the chain may have no condition
+	probe  bool // the next guarded statement only reads its conditions
+	target any  // the destination of the statement under way: a fresh value, or dest
+
+	// Read off the lookup statement by inspectLookup.
+	inspected bool
+	schema    *schema.Schema
+	table     string
+	tableExpr *clause.Expr
+	locked    bool // the caller asked for a locking read
+	// insertTable is the table to insert into when the lookup's table
+	// expression has an alias (Table("tags AS t")): the name before it.
+	insertTable string
+	// catalogTable is the table's name in the catalog, unquoted, qualified
+	// by its schema if the lookup's was ("archive.tags").
+	catalogTable string
+	eqs          []equality
+	whereVars    int // bind parameters of the lookup's conditions (batches)
+}
+
+// begin validates the arguments and prepares the lookup. It sends nothing.
+// On an error it returns the call too, if the plugin was found, so that the
+// failure is reported.
+func begin(tx *gorm.DB, dest any, conds []any, op string) (*call, error) {
+	c, err := newCall(tx, op)
+	if err != nil {
+		return c, err
+	}
+	v := reflect.ValueOf(dest)
+	if !v.IsValid() || v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return c, fmt.Errorf("%w, got %T", ErrInvalidDest, dest)
+	}
+	c.dest = v
+
+	q := tx.Session(&gorm.Session{}).Limit(1).Order(clause.OrderByColumn{
+		Column: clause.Column{Table: clause.CurrentTable, Name: clause.PrimaryKey},
+	})
+	if len(conds) > 0 {
+		exprs, err := buildCondition(q.Statement, conds)
+		if err != nil {
+			return c, err
+		}
+		if len(exprs) == 0 {
+			return c, fmt.Errorf("%w: inline conditions %v select nothing (GORM drops zero-valued struct fields; use a map to match zero values)", ErrNoConditions, conds)
+		}
+		q.Statement.AddClause(clause.Where{Exprs: exprs})
+	}
+	c.base = q.Set(callKey, c).Session(&gorm.Session{})
+	return c, nil
+}
+
+// newCall checks what every call needs: a DB with the plugin, a chain
+// without error, a live context and a supported dialect. Once the plugin is
+// found it returns the call even with an error, to report the failure.
+func newCall(tx *gorm.DB, op string) (*call, error) {
+	p, err := pluginOf(tx)
+	if err != nil {
+		return nil, err
+	}
+	c := &call{op: op, start: time.Now(), p: p, tx: tx, table: tx.Statement.Table}
+	c.strict = op == opCreateOrFind || op == opCreateOrFindAll
+	if tx.Error != nil {
+		return c, tx.Error
+	}
+	if err := tx.Statement.Context.Err(); err != nil {
+		return c, err
+	}
+	if c.d = dialect.For(tx.Dialector.Name()); c.d == nil {
+		return c, fmt.Errorf("%w: %q", ErrUnsupportedDialect, tx.Dialector.Name())
+	}
+	_, c.inTx = tx.Statement.ConnPool.(gorm.TxCommitter)
+	return c, nil
+}
+
+// buildCondition builds inline conditions as Find would, turning a panic on
+// input GORM cannot handle into an error.
+func buildCondition(stmt *gorm.Statement, conds []any) (exprs []clause.Expression, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v: %v", ErrUnsupportedCondition, conds, r)
+		}
+	}()
+	exprs = stmt.BuildCondition(conds[0], conds[1:]...)
+	return exprs, stmt.Error
+}
+
+// read runs the lookup. Without latest it is the call's first read, which a
+// replica may serve. With latest it reads on the primary and, inside a
+// transaction, adds the dialect's locking read unless the caller chose a
+// lock, so that a row committed after the transaction's snapshot is seen. A
+// hit overwrites dest.
+func (c *call) read(latest bool) (bool, error) {
+	q := c.lookup(latest)
+	if latest && c.inTx && !c.locked {
+		if l := c.d.LatestRead(); l != nil {
+			q = q.Clauses(l)
+		}
+	}
+	fresh := reflect.New(c.dest.Type().Elem())
+	c.target = fresh.Interface()
+	r := q.Find(c.target)
+	if r.Error != nil {
+		return false, r.Error
+	}
+	if !c.inspected {
+		return false, errNotInspected
+	}
+	if r.RowsAffected == 0 {
+		return false, nil
+	}
+	// Scanned into a fresh value: GORM would otherwise add dest's own primary
+	// key, if set, to the lookup.
+	c.dest.Elem().Set(fresh.Elem())
+	return true, nil
+}
+
+// probeConditions reads the lookup's conditions without sending anything.
+func (c *call) probeConditions() error {
+	c.probe = true
+	c.target = reflect.New(c.dest.Type().Elem()).Interface()
+	err := c.base.Find(c.target).Error
+	c.probe = false
+	switch {
+	case errors.Is(err, errProbed):
+		return nil
+	case err == nil:
+		return errNotInspected
+	}
+	return err
+}

@@ -1,0 +1,96 @@
+package safefind
+
+import (
+	"fmt"
+
+	"github.com/safefind/safefind/dialect"
+	"gorm.io/gorm"
+)
+
+// Initialize registers safefind's callbacks on db. GORM calls it from
+// db.Use; calling it again on the same DB registers nothing twice. It fails
+// with [ErrUnsupportedDialect] for a database safefind does not support.
+func (p *Plugin) Initialize(db *gorm.DB) error {
+	if dialect.For(db.Dialector.Name()) == nil {
+		return fmt.Errorf("%w: %q", ErrUnsupportedDialect, db.Dialector.Name())
+	}
+	cb := db.Callback()
+	for _, r := range []struct {
+		name string
+		get  func(string) func(*gorm.DB)
+		add  func(string, func(*gorm.DB)) error
+		fn   func(*gorm.DB)
+	}{
+		{"safefind:inspect", cb.Query().Get, cb.Query().Before("gorm:query").Register, p.inspectLookup},
+		{"safefind:skipped", cb.Create().Get, cb.Create().After("gorm:create").Before("gorm:after_create").Register, skipped},
+		{"safefind:after", cb.Create().Get, cb.Create().After("gorm:create").Register, p.afterStatement},
+		{"safefind:after", cb.Query().Get, cb.Query().After("gorm:query").Register, p.afterStatement},
+		{"safefind:after", cb.Update().Get, cb.Update().After("gorm:update").Register, p.afterStatement},
+		{"safefind:after", cb.Delete().Get, cb.Delete().After("gorm:delete").Register, p.afterStatement},
+		{"safefind:after", cb.Row().Get, cb.Row().After("gorm:row").Register, p.afterStatement},
+		{"safefind:after", cb.Raw().Get, cb.Raw().After("gorm:raw").Register, p.afterStatement},
+		{"safefind:before", cb.Create().Get, cb.Create().Before("gorm:create").Register, p.beforeStatement},
+		{"safefind:before", cb.Query().Get, cb.Query().Before("gorm:query").Register, p.beforeStatement},
+		{"safefind:before", cb.Update().Get, cb.Update().Before("gorm:update").Register, p.beforeStatement},
+		{"safefind:before", cb.Delete().Get, cb.Delete().Before("gorm:delete").Register, p.beforeStatement},
+		{"safefind:before", cb.Row().Get, cb.Row().Before("gorm:row").Register, p.beforeStatement},
+		{"safefind:before", cb.Raw().Get, cb.Raw().Before("gorm:raw").Register, p.beforeStatement},
+	} {
+		if r.get(r.name) != nil {
+			continue
+		}
+		if err := r.add(r.name, r.fn); err != nil {
+			return fmt.Errorf("safefind: register callback %s: %w", r.name, err)
+		}
+	}
+	return nil
+}
+
+// beforeStatement runs before every statement.
+func (p *Plugin) beforeStatement(db *gorm.DB) {
+	p.refuseEnded(db)
+	p.checkBudget(db)
+}
+
+// afterStatement runs after every statement GORM executes: it feeds the savepoint
+// counter and the [Counter] carried by the statement's context, if any, and
+// notes a transaction that the statement's failure ended.
+func (p *Plugin) afterStatement(db *gorm.DB) {
+	if db.DryRun || db.Statement.SQL.Len() == 0 || refused(db.Error) {
+		return // a refused statement was not sent
+	}
+	p.noteEnded(db)
+	sql := db.Statement.SQL.String()
+	sp := isSavepoint(sql)
+	if sp {
+		p.stats.savepoints.Add(1)
+	}
+	if db.Error == nil {
+		p.trackSavepoints(db, sql, sp)
+	}
+	if c, ok := db.Statement.Context.Value(counterKey{}).(*Counter); ok {
+		c.statements.Add(1)
+		if sp {
+			c.savepoints.Add(1)
+		}
+	}
+}
+
+// inspectLookup is the Query callback that inspects safefind's lookups before they
+// are sent.
+func (p *Plugin) inspectLookup(db *gorm.DB) {
+	c := callOf(db)
+	if c == nil || db.Error != nil {
+		return
+	}
+	if !c.inspected {
+		if err := c.inspect(db.Statement); err != nil {
+			db.AddError(err)
+			return
+		}
+		c.inspected = true
+	}
+	if c.probe {
+		db.AddError(errProbed)
+	}
+}
