@@ -78,7 +78,7 @@ func all(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (created 
 
 	c.batch = true
 	c.dest = reflect.New(b.typ)
-	c.base = tx.Session(&gorm.Session{}).Set(callKey, c).Session(&gorm.Session{})
+	c.base = mark(tx.Session(&gorm.Session{}), c).Session(&gorm.Session{})
 	if err := c.probeConditions(); err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func all(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (created 
 		// rolls back the rows.
 		err = c.tx.Transaction(func(t *gorm.DB) error {
 			c.tx, c.inTx = t, true
-			c.base = t.Session(&gorm.Session{}).Set(callKey, c).Session(&gorm.Session{})
+			c.base = mark(t.Session(&gorm.Session{}), c).Session(&gorm.Session{})
 			return chunks()
 		})
 	} else {
@@ -299,8 +299,7 @@ func (b *batch) readFrom(q *gorm.DB, groups []*group, latest bool) ([]*group, er
 		}
 	}
 	out := reflect.New(reflect.SliceOf(b.typ))
-	c.target = out.Interface()
-	if err := q.Find(c.target).Error; err != nil {
+	if err := q.Find(out.Interface()).Error; err != nil {
 		return nil, err
 	}
 	b.match(groups, out.Elem(), false)

@@ -1,7 +1,6 @@
 package safefind
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"time"
@@ -19,9 +18,6 @@ import (
 // (guard), and from it takes the equalities that the row to create must
 // satisfy.
 
-// errProbed stops a statement in inspectLookup once its conditions are read.
-var errProbed = errors.New("safefind: probed")
-
 // errNotInspected: the lookup ran without passing inspectLookup, which happens
 // only when a scope replaces the statement with a new one (NewDB).
 var errNotInspected = fmt.Errorf("%w: a scope replaced the lookup's statement", ErrUnsupportedCondition)
@@ -38,8 +34,6 @@ type call struct {
 	inTx   bool
 	strict bool // every condition must be an assignable equality (CreateOrFind)
 	batch  bool // the keys come from the rows: the chain may have no condition
-	probe  bool // the next guarded statement only reads its conditions
-	target any  // the destination of the statement under way: a fresh value, or dest
 
 	// Read off the lookup statement by inspectLookup.
 	inspected bool
@@ -84,7 +78,7 @@ func begin(tx *gorm.DB, dest any, conds []any, op string) (*call, error) {
 		}
 		q.Statement.AddClause(clause.Where{Exprs: exprs})
 	}
-	c.base = q.Set(callKey, c).Session(&gorm.Session{})
+	c.base = mark(q, c).Session(&gorm.Session{})
 	return c, nil
 }
 
@@ -136,8 +130,7 @@ func (c *call) read(latest bool) (bool, error) {
 		}
 	}
 	fresh := reflect.New(c.dest.Type().Elem())
-	c.target = fresh.Interface()
-	r := q.Find(c.target)
+	r := q.Find(fresh.Interface())
 	if r.Error != nil {
 		return false, r.Error
 	}
@@ -154,16 +147,19 @@ func (c *call) read(latest bool) (bool, error) {
 }
 
 // probeConditions reads the lookup's conditions without sending anything.
+// GORM's Raw processor, run on a DryRun of the lookup, runs the chain's
+// scopes and parses the model, as a query would, but builds no SQL (a raw
+// statement brings its own), sends nothing and logs nothing; the statement
+// it ends with is inspected.
 func (c *call) probeConditions() error {
-	c.probe = true
-	c.target = reflect.New(c.dest.Type().Elem()).Interface()
-	err := c.base.Find(c.target).Error
-	c.probe = false
-	switch {
-	case errors.Is(err, errProbed):
-		return nil
-	case err == nil:
+	dry := c.base.Session(&gorm.Session{DryRun: true}).Clauses() // a clone of the lookup's statement
+	dry.Statement.Dest = reflect.New(c.dest.Type().Elem()).Interface()
+	r := dry.Callback().Raw().Execute(dry)
+	if r.Error != nil {
+		return r.Error
+	}
+	if callOf(r) != c {
 		return errNotInspected
 	}
-	return err
+	return c.inspectOnce(r.Statement)
 }

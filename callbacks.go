@@ -22,17 +22,21 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		fn   func(*gorm.DB)
 	}{
 		{"safefind:inspect", cb.Query().Get, cb.Query().Before("gorm:query").Register, p.inspectLookup},
-		{"safefind:skipped", cb.Create().Get, cb.Create().After("gorm:create").Before("gorm:after_create").Register, skipped},
+		// Before associations are saved after the row: a row the INSERT
+		// skipped is not the call's, nor are its children.
+		{"safefind:skipped", cb.Create().Get, cb.Create().After("gorm:create").Before("gorm:save_after_associations").Register, skipped},
 		{"safefind:after", cb.Create().Get, cb.Create().After("gorm:create").Register, p.afterStatement},
 		{"safefind:after", cb.Query().Get, cb.Query().After("gorm:query").Register, p.afterStatement},
 		{"safefind:after", cb.Update().Get, cb.Update().After("gorm:update").Register, p.afterStatement},
 		{"safefind:after", cb.Delete().Get, cb.Delete().After("gorm:delete").Register, p.afterStatement},
 		{"safefind:after", cb.Row().Get, cb.Row().After("gorm:row").Register, p.afterStatement},
 		{"safefind:after", cb.Raw().Get, cb.Raw().After("gorm:raw").Register, p.afterStatement},
-		{"safefind:before", cb.Create().Get, cb.Create().Before("gorm:create").Register, p.beforeStatement},
+		// First of all: a refused statement runs no hook and saves no
+		// association.
+		{"safefind:before", cb.Create().Get, cb.Create().Before("*").Register, p.beforeStatement},
 		{"safefind:before", cb.Query().Get, cb.Query().Before("gorm:query").Register, p.beforeStatement},
-		{"safefind:before", cb.Update().Get, cb.Update().Before("gorm:update").Register, p.beforeStatement},
-		{"safefind:before", cb.Delete().Get, cb.Delete().Before("gorm:delete").Register, p.beforeStatement},
+		{"safefind:before", cb.Update().Get, cb.Update().Before("*").Register, p.beforeStatement},
+		{"safefind:before", cb.Delete().Get, cb.Delete().Before("*").Register, p.beforeStatement},
 		{"safefind:before", cb.Row().Get, cb.Row().Before("gorm:row").Register, p.beforeStatement},
 		{"safefind:before", cb.Raw().Get, cb.Raw().Before("gorm:raw").Register, p.beforeStatement},
 	} {
@@ -79,18 +83,7 @@ func (p *Plugin) afterStatement(db *gorm.DB) {
 // inspectLookup is the Query callback that inspects safefind's lookups before they
 // are sent.
 func (p *Plugin) inspectLookup(db *gorm.DB) {
-	c := callOf(db)
-	if c == nil || db.Error != nil {
-		return
-	}
-	if !c.inspected {
-		if err := c.inspect(db.Statement); err != nil {
-			db.AddError(err)
-			return
-		}
-		c.inspected = true
-	}
-	if c.probe {
-		db.AddError(errProbed)
+	if c := callOf(db); c != nil && db.Error == nil {
+		db.AddError(c.inspectOnce(db.Statement))
 	}
 }

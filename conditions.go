@@ -18,6 +18,19 @@ type equality struct {
 	value any
 }
 
+// inspectOnce inspects the call's lookup statement, the first time only:
+// the call's later reads are clones of it.
+func (c *call) inspectOnce(stmt *gorm.Statement) error {
+	if c.inspected {
+		return nil
+	}
+	if err := c.inspect(stmt); err != nil {
+		return err
+	}
+	c.inspected = true
+	return nil
+}
+
 // inspect validates the lookup statement and collects its equalities.
 func (c *call) inspect(stmt *gorm.Statement) error {
 	if stmt.Schema == nil {

@@ -27,8 +27,7 @@ func (c *call) insert(skip bool) (created bool, dup error, err error) {
 	if skip {
 		db = db.Clauses(c.d.SkipOnConflict()...)
 	}
-	c.target = c.dest.Interface()
-	r := db.Set(callKey, c).Create(c.target)
+	r := mark(db, c).Create(c.dest.Interface())
 	switch {
 	case r.Error == nil:
 		return r.RowsAffected > 0, nil, nil
@@ -144,7 +143,7 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 		}
 		// Every row was inserted; read them back, by key alone (the chain's
 		// filters may not hold for them), for their ids and defaults.
-		table := onPrimary(c.writeDB(&gorm.Session{}).Set(callKey, c))
+		table := onPrimary(c.writeDB(&gorm.Session{}))
 		missing, err := b.readFrom(table, groups, false)
 		if err != nil {
 			return nil, err
