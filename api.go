@@ -47,7 +47,7 @@ func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 		c.record(EventFound, 1)
 		return false, nil
 	}
-	return c.createOrRead(false)
+	return c.write(c.planFindFirst())
 }
 
 // CreateOrFind creates the row that tx and conds look up, or returns the
@@ -83,7 +83,7 @@ func CreateOrFind(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 	if err := c.probeConditions(); err != nil {
 		return false, err
 	}
-	return c.createOrRead(true)
+	return c.write(c.planInsertFirst())
 }
 
 // FindOrCreateAll finds or creates one row per element of rows, a pointer to

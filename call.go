@@ -78,8 +78,24 @@ func begin(tx *gorm.DB, dest any, conds []any, op string) (*call, error) {
 		}
 		q.Statement.AddClause(clause.Where{Exprs: exprs})
 	}
-	c.base = mark(q, c).Session(&gorm.Session{})
+	c.base = lookupFor(q, c)
 	return c, nil
+}
+
+// lookupFor returns q, a lookup on the caller's chain, marked as c's and
+// reusable: every read runs on a clone of it.
+func lookupFor(q *gorm.DB, c *call) *gorm.DB {
+	return mark(q, c).Session(&gorm.Session{})
+}
+
+// inTransaction returns a call like c, inspected as c is, whose statements
+// run in t, a transaction that c began itself (a batch of a model with
+// create hooks). Only batches do: their lookup has no inline condition.
+func (c *call) inTransaction(t *gorm.DB) *call {
+	in := *c
+	in.tx, in.inTx = t, true
+	in.base = lookupFor(t.Session(&gorm.Session{}), &in)
+	return &in
 }
 
 // newCall checks what every call needs: a DB with the plugin, a chain
@@ -117,20 +133,11 @@ func buildCondition(stmt *gorm.Statement, conds []any) (exprs []clause.Expressio
 	return exprs, stmt.Error
 }
 
-// read runs the lookup. Without latest it is the call's first read, which a
-// replica may serve. With latest it reads on the primary and, inside a
-// transaction, adds the dialect's locking read unless the caller chose a
-// lock, so that a row committed after the transaction's snapshot is seen. A
-// hit overwrites dest.
+// read runs the lookup, the first read or the latest (see [call.reader]).
+// A hit overwrites dest.
 func (c *call) read(latest bool) (bool, error) {
-	q := c.lookup(latest)
-	if latest && c.inTx && !c.locked {
-		if l := c.d.LatestRead(); l != nil {
-			q = q.Clauses(l)
-		}
-	}
 	fresh := reflect.New(c.dest.Type().Elem())
-	r := q.Find(fresh.Interface())
+	r := c.reader(latest).Find(fresh.Interface())
 	if r.Error != nil {
 		return false, r.Error
 	}

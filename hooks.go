@@ -4,9 +4,14 @@ import (
 	"reflect"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/callbacks"
 	"gorm.io/gorm/schema"
 )
+
+// Hooks. A model's create hooks run as GORM's Create runs them, by GORM's
+// own code: the single-row INSERT goes through Create itself, with
+// skipped keeping the after-hooks from a row the INSERT skipped; a batch,
+// whose INSERT safefind sends itself, runs GORM's hook callbacks
+// (callbacks.BeforeCreate, callbacks.AfterCreate) on the rows.
 
 func hasCreateHooks(s *schema.Schema) bool {
 	return s.BeforeCreate || s.BeforeSave || s.AfterCreate || s.AfterSave
@@ -20,51 +25,16 @@ func skipped(db *gorm.DB) {
 	}
 }
 
-type hookKind int
-
-const (
-	beforeCreate hookKind = iota
-	afterCreate
-)
-
-// callHooks runs the model's create hooks on every row of rows (a slice
-// behind rowsPtr), in GORM's order. As GORM does, each hook gets a DB whose
-// statement holds the rows and the index of the current one, so that
-// tx.Statement.SetColumn works; the statement is the hooks' own, never the
-// caller's.
-func (b *batch) callHooks(rowsPtr reflect.Value, kind hookKind) error {
-	own := b.c.tx.Session(&gorm.Session{NewDB: true}).Clauses()
-	st := own.Statement
-	st.Schema, st.Table = b.c.schema, b.c.table
+// runHooks runs hook, one of GORM's create-hook callbacks, on every row of
+// rowsPtr (a pointer to a slice of the model), as GORM's Create runs it: on
+// a statement of their own that holds the rows, the current index and the
+// caller's settings, so that tx.Statement.SetColumn and tx.Get work, and
+// never on the caller's statement. It returns the hooks' error.
+func (c *call) runHooks(rowsPtr reflect.Value, hook func(*gorm.DB)) error {
+	db := c.tableDB(&gorm.Session{})
+	st := db.Statement
+	st.Schema = c.schema
 	st.Model, st.Dest, st.ReflectValue = rowsPtr.Interface(), rowsPtr.Interface(), rowsPtr.Elem()
-	db := own.Session(&gorm.Session{NewDB: true})
-	rows := rowsPtr.Elem()
-	for i := range rows.Len() {
-		st.CurDestIndex = i
-		v := rows.Index(i).Addr().Interface()
-		var err error
-		switch kind {
-		case beforeCreate:
-			if h, ok := v.(callbacks.BeforeSaveInterface); ok {
-				err = h.BeforeSave(db)
-			}
-			if h, ok := v.(callbacks.BeforeCreateInterface); ok && err == nil {
-				err = h.BeforeCreate(db)
-			}
-		case afterCreate:
-			if h, ok := v.(callbacks.AfterCreateInterface); ok {
-				err = h.AfterCreate(db)
-			}
-			if h, ok := v.(callbacks.AfterSaveInterface); ok && err == nil {
-				err = h.AfterSave(db)
-			}
-		}
-		if err == nil {
-			err = db.Error
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return own.Error
+	hook(db)
+	return db.Error
 }

@@ -8,12 +8,12 @@ import (
 	"gorm.io/gorm"
 )
 
-// createOrRead is the end of both paths: insert (inside a savepoint where
-// needed), and on a conflict read the winner's row. A conflict whose row
-// cannot be read is tried again, WithRetries times.
+// write is the single-row driver, the end of FindOrCreate and CreateOrFind:
+// insert dest as pl says, and on a conflict read the winner's row. A
+// conflict whose row cannot be read is tried again, [WithRetries] times.
 //
 // On an error dest is left as the caller prepared it.
-func (c *call) createOrRead(skip bool) (created bool, err error) {
+func (c *call) write(pl plan) (created bool, err error) {
 	prepared := reflect.New(c.dest.Type().Elem()).Elem()
 	prepared.Set(c.dest.Elem())
 	defer func() {
@@ -25,32 +25,15 @@ func (c *call) createOrRead(skip bool) (created bool, err error) {
 	if err := c.assign(ctx); err != nil {
 		return false, err
 	}
-	if !skip && c.needSavepoint() && c.overBudget() {
-		// A savepoint would take the transaction past its budget: skip
-		// conflicts instead. The transaction now depends on this INSERT
-		// succeeding or conflicting, as with CreateOrFind.
-		skip = true
-		c.record(EventBudgetSwitch, 1)
-	}
-	busy := 0 // statement retries outside a transaction
 	for attempt := 0; ; attempt++ {
 		var dup error
-		if !skip && c.needSavepoint() {
-			created, dup, err = c.inSavepoint(func() (bool, error, error) { return c.insert(false) })
-		} else {
-			created, dup, err = c.insert(skip)
-		}
+		err = c.retryStatement(func() error {
+			var err error
+			created, dup, err = c.insertInScope(pl)
+			return err
+		})
 		if dup != nil || err == nil && !created {
 			c.record(EventConflict, 1)
-		}
-		if err != nil && !c.inTx && busy < maxStatementRetries && c.d.RetryStatement(err) && ctx.Err() == nil {
-			// Outside a transaction a lost deadlock or a Galera
-			// certification failure costs only this statement: try it
-			// again.
-			busy++
-			attempt--
-			c.record(EventRetry, 1)
-			continue
 		}
 		if err != nil {
 			return false, err
@@ -59,33 +42,45 @@ func (c *call) createOrRead(skip bool) (created bool, err error) {
 			c.record(EventCreated, 1)
 			return true, nil
 		}
-		if c.tx.DryRun {
-			_, err := c.read(true)
-			return false, err
-		}
 		found, err := c.read(true)
-		if err != nil {
+		if err != nil || c.tx.DryRun {
 			return false, err
 		}
 		if found {
 			c.record(EventFound, 1)
 			return false, nil
 		}
-		if err := c.staleSnapshot(); err != nil {
+		again, err := c.retryConflict(attempt)
+		if err != nil {
 			return false, err
 		}
-		if attempt >= c.p.cfg.retries {
-			if dup != nil {
-				if !errors.Is(dup, gorm.ErrDuplicatedKey) {
-					dup = fmt.Errorf("%w: %w", gorm.ErrDuplicatedKey, dup)
-				}
-				return false, fmt.Errorf("%w (table %s, %d attempts): %w", ErrConflictNotFound, c.table, attempt+1, dup)
-			}
-			return false, fmt.Errorf("%w (table %s, %d attempts)", ErrConflictNotFound, c.table, attempt+1)
+		if !again {
+			return false, conflictNotFound(c.table, attempt+1, dup)
 		}
 		c.record(EventRetry, 1)
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
 	}
+}
+
+// insertInScope runs the INSERT in the plan's savepoint, if it has one.
+func (c *call) insertInScope(pl plan) (created bool, dup, err error) {
+	if pl.scope == scopeSavepoint {
+		return c.inSavepoint(func() (bool, error, error) { return c.insert(pl) })
+	}
+	return c.insert(pl)
+}
+
+// conflictNotFound is ErrConflictNotFound after attempts INSERTs, wrapping
+// the last one's duplicate-key error, if it had one, as
+// gorm.ErrDuplicatedKey too.
+func conflictNotFound(table string, attempts int, dup error) error {
+	if dup == nil {
+		return fmt.Errorf("%w (table %s, %d attempts)", ErrConflictNotFound, table, attempts)
+	}
+	if !errors.Is(dup, gorm.ErrDuplicatedKey) {
+		dup = fmt.Errorf("%w: %w", gorm.ErrDuplicatedKey, dup)
+	}
+	return fmt.Errorf("%w (table %s, %d attempts): %w", ErrConflictNotFound, table, attempts, dup)
 }

@@ -6,6 +6,60 @@ import (
 	"gorm.io/gorm"
 )
 
+// The steps that the single-row and batch drivers share: the read of the
+// latest rows, a statement's retry outside a transaction, and the decision
+// after a conflict whose row the read did not find. Recording an outcome is
+// [call.record] (observe.go).
+
+// reader returns the lookup for a read. Without latest it is the call's
+// first read, which a replica may serve. With latest it reads on the
+// primary and, inside a transaction, adds the dialect's locking read unless
+// the caller chose a lock, so that a row committed after the transaction's
+// snapshot is seen.
+func (c *call) reader(latest bool) *gorm.DB {
+	q := c.lookup(latest)
+	if latest && c.inTx && !c.locked {
+		if l := c.d.LatestRead(); l != nil {
+			q = q.Clauses(l)
+		}
+	}
+	return q
+}
+
+// maxStatementRetries bounds the retries of a statement that failed with a
+// retryable error outside a transaction.
+const maxStatementRetries = 5
+
+// retryStatement runs send, and runs it again, up to maxStatementRetries
+// times, when it fails outside a transaction with an error the dialect
+// retries (a lost deadlock, a Galera certification failure): the statement
+// was then a transaction of its own, rolled back whole, and nothing else of
+// the caller's is lost. Inside a transaction the error is the caller's to
+// retry ([IsRetryable]).
+func (c *call) retryStatement(send func() error) error {
+	for retries := 0; ; retries++ {
+		err := send()
+		if err == nil || c.inTx || retries >= maxStatementRetries || !c.d.RetryStatement(err) ||
+			c.tx.Statement.Context.Err() != nil {
+			return err
+		}
+		c.record(EventRetry, 1)
+	}
+}
+
+// retryConflict is the step after a conflict whose row the read did not
+// find, on its attempt-th INSERT (from 0). A transaction whose snapshot
+// hides rows committed after it began cannot see the row: ErrStaleSnapshot.
+// Otherwise the row was deleted in between, or the conflict is on a key the
+// lookup does not cover, and the INSERT may run again while [WithRetries]
+// allows.
+func (c *call) retryConflict(attempt int) (again bool, err error) {
+	if err := c.staleSnapshot(); err != nil {
+		return false, err
+	}
+	return attempt < c.p.cfg.retries, nil
+}
+
 // staleSnapshot returns ErrStaleSnapshot when the caller's transaction reads
 // from a snapshot that can hide a row committed after it began: the reason,
 // on PostgreSQL, that a conflict's row cannot be read.
@@ -22,7 +76,3 @@ func (c *call) staleSnapshot() error {
 	}
 	return nil
 }
-
-// maxStatementRetries bounds the retries of a statement that failed with a
-// retryable error outside a transaction.
-const maxStatementRetries = 5

@@ -1,0 +1,147 @@
+package safefind
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/callbacks"
+	"gorm.io/gorm/clause"
+)
+
+// The batch's INSERT. GORM renders it (defaults, timestamps, serializers);
+// safefind sends it and matches what the database returns to the groups by
+// key. GORM's own Create would scan the RETURNING rows into the elements by
+// position, which is wrong as soon as a row in the middle is skipped.
+
+// insert inserts the rows of groups, in key order, as pl says, and returns
+// the groups whose row another caller created: skipped by the INSERT, or,
+// on MySQL/MariaDB, all of them when the INSERT met a conflict. Hooks run as
+// GORM's Create runs them: BeforeSave and BeforeCreate on every row to
+// insert, AfterCreate and AfterSave on the rows created.
+func (b *batch) insert(groups []*group, pl plan) (lost []*group, err error) {
+	c := b.c
+	rowsPtr, err := b.rowsOf(groups)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.runHooks(rowsPtr, callbacks.BeforeCreate); err != nil {
+		return nil, err
+	}
+	// RETURNING * where GORM renders it for this server (not on MySQL, nor
+	// SQLite before 3.35).
+	skip := c.d.SkipOnConflict()
+	if pl.conflict != conflictSkips {
+		skip = nil
+	}
+	dry := c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, pl).
+		Clauses(append(skip, clause.Returning{})...).Create(rowsPtr.Interface())
+	if dry.Error != nil {
+		return nil, dry.Error
+	}
+	returning := slices.Contains(c.tx.Callback().Create().Clauses, "RETURNING")
+	if len(skip) > 0 && !returning {
+		// A skipped row leaves no trace without RETURNING.
+		return nil, fmt.Errorf("%w: batches need INSERT ... RETURNING here (SQLite 3.35 or newer)", ErrUnsupportedDialect)
+	}
+	exec := c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}})
+	exec.Statement.SQL.WriteString(dry.Statement.SQL.String())
+	exec.Statement.Vars = dry.Statement.Vars
+
+	if c.tx.DryRun {
+		// Traced, not sent: the rows stay unsettled, and are reported lost
+		// so that the read of the winners is traced too.
+		return groups, exec.Callback().Raw().Execute(exec).Error
+	}
+	var created reflect.Value // a pointer to a slice of the rows created
+	if returning {
+		created, err = b.sendReturning(exec, groups, len(skip) == 0)
+	} else {
+		created, err = b.sendThenRead(exec, groups)
+	}
+	if err != nil || !created.IsValid() {
+		return groups, err // !created.IsValid(): all or nothing, and nothing was inserted
+	}
+	n := created.Elem().Len()
+	c.record(EventCreated, n)
+	if n > 0 {
+		// The groups hold the elements of created: they see what hooks change.
+		if err := c.runHooks(created, callbacks.AfterCreate); err != nil {
+			return nil, err
+		}
+	}
+	return unsettled(groups), nil
+}
+
+// rowsOf returns a new slice, behind a pointer, of the first element of
+// each group with the chain's equalities set.
+func (b *batch) rowsOf(groups []*group) (reflect.Value, error) {
+	ctx := b.c.tx.Statement.Context
+	rowsPtr := reflect.New(reflect.SliceOf(b.typ))
+	rowsPtr.Elem().Set(reflect.MakeSlice(rowsPtr.Elem().Type(), len(groups), len(groups)))
+	rows := rowsPtr.Elem()
+	for i, g := range groups {
+		rows.Index(i).Set(b.elem(g.idx[0]))
+		if err := b.c.assignTo(ctx, rows.Index(i)); err != nil {
+			return reflect.Value{}, err
+		}
+	}
+	return rowsPtr, nil
+}
+
+// sendReturning sends the INSERT ... RETURNING and gives each group the row
+// returned for its key. A duplicate-key error means nothing was inserted
+// where allOrNothing (no skip clause): it returns no rows and no error.
+func (b *batch) sendReturning(exec *gorm.DB, groups []*group, allOrNothing bool) (reflect.Value, error) {
+	c := b.c
+	created := reflect.New(reflect.SliceOf(b.typ))
+	res, err := exec.Rows()
+	if err == nil {
+		// A duplicate may surface while the rows are read (MariaDB).
+		if res.Next() {
+			err = c.tx.Session(&gorm.Session{NewDB: true}).ScanRows(res, created.Interface())
+		}
+		err = errors.Join(err, res.Err(), res.Close())
+	}
+	if err != nil {
+		if allOrNothing && isDuplicate(c.tx.Dialector, err) {
+			return reflect.Value{}, nil
+		}
+		return reflect.Value{}, err
+	}
+	b.match(groups, created.Elem(), true)
+	b.remember(created.Elem())
+	return created, nil
+}
+
+// sendThenRead sends the INSERT where there is no RETURNING (MySQL): all or
+// nothing. When every row was inserted it reads them back, by key alone (the
+// chain's filters may not hold for them), for their ids and defaults.
+func (b *batch) sendThenRead(exec *gorm.DB, groups []*group) (reflect.Value, error) {
+	c := b.c
+	if err := exec.Callback().Raw().Execute(exec).Error; err != nil {
+		if isDuplicate(c.tx.Dialector, err) {
+			return reflect.Value{}, nil
+		}
+		return reflect.Value{}, err
+	}
+	missing, err := b.readFrom(onPrimary(c.tableDB(&gorm.Session{})), groups)
+	if err != nil {
+		return reflect.Value{}, err
+	}
+	if len(missing) > 0 {
+		// Stored otherwise than Go holds the key: find them one by one.
+		if err := b.oneByOne(missing, true); err != nil {
+			return reflect.Value{}, err
+		}
+	}
+	created := reflect.New(reflect.SliceOf(b.typ))
+	created.Elem().Set(reflect.MakeSlice(created.Elem().Type(), len(groups), len(groups)))
+	for i, g := range groups {
+		created.Elem().Index(i).Set(g.row)
+		g.row, g.created = created.Elem().Index(i), true
+	}
+	return created, nil
+}
