@@ -14,15 +14,17 @@ import (
 // A lookup is the caller's chain (Where, Table, Model, Scopes, Clauses,
 // Session, WithContext, an open transaction) plus the inline conditions,
 // exactly as FirstOrCreate takes them. safefind reads the final WHERE clause
-// from the statement GORM builds, after scopes have run, in a Query callback
-// (guard), and from it takes the equalities that the row to create must
-// satisfy.
+// from the statement GORM builds, after scopes have run (inspectLookup, or
+// the probe before an INSERT that comes first), and from it takes the
+// equalities that the row to create must satisfy (conditions.go).
 
 // errNotInspected: the lookup ran without passing inspectLookup, which happens
 // only when a scope replaces the statement with a new one (NewDB).
 var errNotInspected = fmt.Errorf("%w: a scope replaced the lookup's statement", ErrUnsupportedCondition)
 
-// call is one FindOrCreate or CreateOrFind.
+// call is one FindOrCreate, CreateOrFind, FindOrCreateAll or
+// CreateOrFindAll: what it was given, its lookup, and what the inspection
+// of the lookup found. A call is not shared between goroutines.
 type call struct {
 	op     string // opFindOrCreate, ...
 	start  time.Time

@@ -62,10 +62,10 @@ func (c *call) catalogDB() *gorm.DB {
 	return q
 }
 
-// lookup returns the call's lookup for a read: after a miss (latest) on the
+// routed returns the call's lookup routed for a read: after a miss (latest) on the
 // primary; the first read where dbresolver chooses, a replica, unless
 // [WithPrimaryReads].
-func (c *call) lookup(latest bool) *gorm.DB {
+func (c *call) routed(latest bool) *gorm.DB {
 	if latest || c.p.cfg.primaryReads {
 		return onPrimary(c.base)
 	}

@@ -17,7 +17,7 @@ import (
 // the caller chose a lock, so that a row committed after the transaction's
 // snapshot is seen.
 func (c *call) reader(latest bool) *gorm.DB {
-	q := c.lookup(latest)
+	q := c.routed(latest)
 	if latest && c.inTx && !c.locked {
 		if l := c.d.LatestRead(); l != nil {
 			q = q.Clauses(l)

@@ -80,7 +80,7 @@ func (r *routes) register(t testing.TB, db *gorm.DB) {
 	t.Helper()
 	record := func(db *gorm.DB) {
 		if db.Statement.SQL.Len() == 0 {
-			return // stopped before it was built (CreateOrFind's probe)
+			return // built no SQL, sent nothing (CreateOrFind's probe)
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
