@@ -22,39 +22,31 @@ func BenchmarkPaths(b *testing.B) {
 		b.Fatal(err)
 	}
 	db := e.db
+	findOrCreate := func(db *gorm.DB, key string) error {
+		var t Tag
+		_, err := safefind.FindOrCreate(db, &t, Tag{Name: key})
+		return err
+	}
+	createOrFind := func(db *gorm.DB, key string) error {
+		var t Tag
+		_, err := safefind.CreateOrFind(db, &t, Tag{Name: key})
+		return err
+	}
+	firstOrCreate := func(db *gorm.DB, key string) error {
+		var t Tag
+		return db.Where(Tag{Name: key}).FirstOrCreate(&t).Error
+	}
 	paths := []struct {
 		name string
 		run  func(db *gorm.DB, key string) error
 		miss bool
 	}{
-		{"FindOrCreate/hit", func(db *gorm.DB, key string) error {
-			var t Tag
-			_, err := safefind.FindOrCreate(db, &t, Tag{Name: key})
-			return err
-		}, false},
-		{"FindOrCreate/miss", func(db *gorm.DB, key string) error {
-			var t Tag
-			_, err := safefind.FindOrCreate(db, &t, Tag{Name: key})
-			return err
-		}, true},
-		{"CreateOrFind/hit", func(db *gorm.DB, key string) error {
-			var t Tag
-			_, err := safefind.CreateOrFind(db, &t, Tag{Name: key})
-			return err
-		}, false},
-		{"CreateOrFind/miss", func(db *gorm.DB, key string) error {
-			var t Tag
-			_, err := safefind.CreateOrFind(db, &t, Tag{Name: key})
-			return err
-		}, true},
-		{"FirstOrCreate/hit", func(db *gorm.DB, key string) error {
-			var t Tag
-			return db.Where(Tag{Name: key}).FirstOrCreate(&t).Error
-		}, false},
-		{"FirstOrCreate/miss", func(db *gorm.DB, key string) error {
-			var t Tag
-			return db.Where(Tag{Name: key}).FirstOrCreate(&t).Error
-		}, true},
+		{"FindOrCreate/hit", findOrCreate, false},
+		{"FindOrCreate/miss", findOrCreate, true},
+		{"CreateOrFind/hit", createOrFind, false},
+		{"CreateOrFind/miss", createOrFind, true},
+		{"FirstOrCreate/hit", firstOrCreate, false},
+		{"FirstOrCreate/miss", firstOrCreate, true},
 	}
 	round := 0 // a miss needs a key no earlier round created
 	for _, p := range paths {
