@@ -47,7 +47,7 @@ func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 		c.record(EventFound, 1)
 		return false, nil
 	}
-	return c.write(c.planFindFirst())
+	return c.writeOne(c.planFailing())
 }
 
 // CreateOrFind creates the row that tx and conds look up, or returns the
@@ -83,7 +83,7 @@ func CreateOrFind(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 	if err := c.probeConditions(); err != nil {
 		return false, err
 	}
-	return c.write(c.planInsertFirst())
+	return c.writeOne(c.planSkipping())
 }
 
 // FindOrCreateAll finds or creates one row per element of rows, a pointer to
@@ -119,7 +119,7 @@ func CreateOrFind(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 // [ErrKeyNotUnique]. Errors are as for [FindOrCreate]; on an error the
 // elements are left as they were.
 func FindOrCreateAll(tx *gorm.DB, rows any, keyColumns ...string) (created []bool, err error) {
-	return all(tx, rows, keyColumns, false)
+	return writeAll(tx, rows, keyColumns, false)
 }
 
 // CreateOrFindAll is the insert-first form of [FindOrCreateAll], for keys
@@ -129,5 +129,5 @@ func FindOrCreateAll(tx *gorm.DB, rows any, keyColumns ...string) (created []boo
 // steps of FindOrCreateAll. No savepoint is opened, on any dialect. As with
 // [CreateOrFind], the chain may carry only column equalities.
 func CreateOrFindAll(tx *gorm.DB, rows any, keyColumns ...string) (created []bool, err error) {
-	return all(tx, rows, keyColumns, true)
+	return writeAll(tx, rows, keyColumns, true)
 }

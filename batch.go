@@ -21,6 +21,9 @@ type batch struct {
 	keys   []*schema.Field
 	groups []*group // the distinct keys, sorted
 
+	insertFirst bool // CreateOrFindAll: no first read
+	plan        plan
+
 	// ours holds the primary keys of the rows this call inserted that no
 	// group's key matched: the database stored the key otherwise than Go
 	// holds it (a time cut to the column's precision, a default, a hook).
@@ -29,7 +32,10 @@ type batch struct {
 	ours map[string]bool
 }
 
-func all(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (created []bool, err error) {
+// writeAll is the batch driver's entry: it checks the arguments, inspects
+// the chain, groups the elements by key and settles the groups, chunk by
+// chunk, as the plan says; then it gives every element its row.
+func writeAll(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (created []bool, err error) {
 	op := opFindOrCreateAll
 	if insertFirst {
 		op = opCreateOrFindAll
@@ -43,7 +49,7 @@ func all(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (created 
 	if !rv.IsValid() || rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Slice {
 		return nil, fmt.Errorf("%w: rows must be a non-nil pointer to a slice, got %T", ErrInvalidDest, rows)
 	}
-	b := &batch{c: c, elems: rv.Elem(), typ: rv.Elem().Type().Elem()}
+	b := &batch{c: c, elems: rv.Elem(), typ: rv.Elem().Type().Elem(), insertFirst: insertFirst}
 	if b.typ.Kind() == reflect.Pointer {
 		b.ptrs, b.typ = true, b.typ.Elem()
 	}
@@ -77,15 +83,15 @@ func all(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (created 
 	}
 
 	// Leave the caller's elements untouched until every chunk succeeded.
-	pl := c.planInsertFirst()
-	if pl.scope == scopeTransaction {
+	b.plan = c.planSkipping()
+	if b.plan.scope == scopeTransaction {
 		// As GORM's Create does for models with hooks: a hook's error
 		// rolls back the rows.
 		err = tx.Transaction(func(t *gorm.DB) error {
-			return b.with(c.inTransaction(t)).chunks(pl, insertFirst)
+			return b.with(c.inTransaction(t)).chunks()
 		})
 	} else {
-		err = b.chunks(pl, insertFirst)
+		err = b.chunks()
 	}
 	if err != nil {
 		return nil, err
@@ -120,13 +126,13 @@ func (b *batch) elem(i int) reflect.Value {
 }
 
 // chunks settles the groups, a chunk at a time.
-func (b *batch) chunks(pl plan, insertFirst bool) error {
+func (b *batch) chunks() error {
 	size := b.chunkSize()
 	for start := 0; start < len(b.groups); start += size {
 		if err := b.c.tx.Statement.Context.Err(); err != nil {
 			return err
 		}
-		if err := b.resolve(b.groups[start:min(start+size, len(b.groups))], pl, insertFirst); err != nil {
+		if err := b.resolve(b.groups[start:min(start+size, len(b.groups))]); err != nil {
 			return err
 		}
 	}
@@ -165,10 +171,10 @@ func (b *batch) chunkSize() int {
 }
 
 // resolve finds or creates the rows of one chunk.
-func (b *batch) resolve(chunk []*group, pl plan, insertFirst bool) error {
+func (b *batch) resolve(chunk []*group) error {
 	c := b.c
 	pending := chunk
-	if !insertFirst {
+	if !b.insertFirst {
 		var err error
 		if pending, err = b.read(pending, false); err != nil {
 			return err
@@ -176,16 +182,7 @@ func (b *batch) resolve(chunk []*group, pl plan, insertFirst bool) error {
 		c.record(EventFound, len(chunk)-len(pending))
 	}
 	for attempt := 0; len(pending) > 0; attempt++ {
-		// On MySQL/MariaDB a multi-row INSERT that fails on a duplicate
-		// rolls back its rows while others may wait on them; InnoDB turns
-		// those waits into gap locks, and three or more overlapping batches
-		// can deadlock even in key order: the retry of the statement.
-		var lost []*group
-		err := c.retryStatement(func() error {
-			var err error
-			lost, err = b.insert(pending, pl)
-			return err
-		})
+		lost, err := b.insert(pending)
 		if err != nil || len(lost) == 0 {
 			return err
 		}
@@ -210,7 +207,7 @@ func (b *batch) resolve(chunk []*group, pl plan, insertFirst bool) error {
 		if len(b.ours) > 0 {
 			return b.oneByOne(unresolved, false)
 		}
-		again, err := c.retryConflict(attempt)
+		again, err := c.unresolvedConflict(attempt)
 		if err != nil {
 			return err
 		}
@@ -268,7 +265,7 @@ func (b *batch) oneByOne(groups []*group, inserted bool) error {
 			b.c.record(EventFound, 1)
 		}
 		if !found {
-			if created, err = c.write(c.planInsertFirst()); err != nil {
+			if created, err = c.writeOne(c.planSkipping()); err != nil {
 				return err
 			}
 		}

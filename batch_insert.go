@@ -15,13 +15,20 @@ import (
 // safefind sends it and matches what the database returns to the groups by
 // key. GORM's own Create would scan the RETURNING rows into the elements by
 // position, which is wrong as soon as a row in the middle is skipped.
+//
+// Outside a transaction a send that loses a deadlock or a certification is
+// sent again (retryStatement): on MySQL/MariaDB a multi-row INSERT that
+// fails on a duplicate rolls back its rows while others may wait on them;
+// InnoDB turns those waits into gap locks, and three or more overlapping
+// batches can deadlock even in key order. Only the send is repeated: the
+// hooks ran once, before it.
 
-// insert inserts the rows of groups, in key order, as pl says, and returns
+// insert inserts the rows of groups, in key order, as the plan says, and returns
 // the groups whose row another caller created: skipped by the INSERT, or,
 // on MySQL/MariaDB, all of them when the INSERT met a conflict. Hooks run as
 // GORM's Create runs them: BeforeSave and BeforeCreate on every row to
 // insert, AfterCreate and AfterSave on the rows created.
-func (b *batch) insert(groups []*group, pl plan) (lost []*group, err error) {
+func (b *batch) insert(groups []*group) (lost []*group, err error) {
 	c := b.c
 	rowsPtr, err := b.rowsOf(groups)
 	if err != nil {
@@ -32,11 +39,11 @@ func (b *batch) insert(groups []*group, pl plan) (lost []*group, err error) {
 	}
 	// RETURNING * where GORM renders it for this server (not on MySQL, nor
 	// SQLite before 3.35).
-	skip := c.d.SkipOnConflict()
-	if pl.conflict != conflictSkips {
-		skip = nil
+	var skip []clause.Expression
+	if b.plan.conflict == conflictSkips {
+		skip = c.d.SkipOnConflict()
 	}
-	dry := c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, pl).
+	dry := c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, b.plan).
 		Clauses(append(skip, clause.Returning{})...).Create(rowsPtr.Interface())
 	if dry.Error != nil {
 		return nil, dry.Error
@@ -46,14 +53,20 @@ func (b *batch) insert(groups []*group, pl plan) (lost []*group, err error) {
 		// A skipped row leaves no trace without RETURNING.
 		return nil, fmt.Errorf("%w: batches need INSERT ... RETURNING here (SQLite 3.35 or newer)", ErrUnsupportedDialect)
 	}
-	exec := c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}})
-	exec.Statement.SQL.WriteString(dry.Statement.SQL.String())
-	exec.Statement.Vars = dry.Statement.Vars
-
+	// A statement of its own for each send: GORM clears a statement's SQL
+	// once it ran.
+	sql, vars := dry.Statement.SQL.String(), dry.Statement.Vars
+	exec := func() *gorm.DB {
+		db := c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}})
+		db.Statement.SQL.WriteString(sql)
+		db.Statement.Vars = vars
+		return db
+	}
 	if c.tx.DryRun {
 		// Traced, not sent: the rows stay unsettled, and are reported lost
 		// so that the read of the winners is traced too.
-		return groups, exec.Callback().Raw().Execute(exec).Error
+		db := exec()
+		return groups, db.Callback().Raw().Execute(db).Error
 	}
 	var created reflect.Value // a pointer to a slice of the rows created
 	if returning {
@@ -94,17 +107,22 @@ func (b *batch) rowsOf(groups []*group) (reflect.Value, error) {
 // sendReturning sends the INSERT ... RETURNING and gives each group the row
 // returned for its key. A duplicate-key error means nothing was inserted
 // where allOrNothing (no skip clause): it returns no rows and no error.
-func (b *batch) sendReturning(exec *gorm.DB, groups []*group, allOrNothing bool) (reflect.Value, error) {
+func (b *batch) sendReturning(exec func() *gorm.DB, groups []*group, allOrNothing bool) (reflect.Value, error) {
 	c := b.c
-	created := reflect.New(reflect.SliceOf(b.typ))
-	res, err := exec.Rows()
-	if err == nil {
+	var created reflect.Value
+	retries := 0
+	err := c.retryStatement(&retries, func() error {
+		created = reflect.New(reflect.SliceOf(b.typ))
+		res, err := exec().Rows()
+		if err != nil {
+			return err
+		}
 		// A duplicate may surface while the rows are read (MariaDB).
 		if res.Next() {
 			err = c.tx.Session(&gorm.Session{NewDB: true}).ScanRows(res, created.Interface())
 		}
-		err = errors.Join(err, res.Err(), res.Close())
-	}
+		return errors.Join(err, res.Err(), res.Close())
+	})
 	if err != nil {
 		if allOrNothing && isDuplicate(c.tx.Dialector, err) {
 			return reflect.Value{}, nil
@@ -119,9 +137,14 @@ func (b *batch) sendReturning(exec *gorm.DB, groups []*group, allOrNothing bool)
 // sendThenRead sends the INSERT where there is no RETURNING (MySQL): all or
 // nothing. When every row was inserted it reads them back, by key alone (the
 // chain's filters may not hold for them), for their ids and defaults.
-func (b *batch) sendThenRead(exec *gorm.DB, groups []*group) (reflect.Value, error) {
+func (b *batch) sendThenRead(exec func() *gorm.DB, groups []*group) (reflect.Value, error) {
 	c := b.c
-	if err := exec.Callback().Raw().Execute(exec).Error; err != nil {
+	retries := 0
+	err := c.retryStatement(&retries, func() error {
+		db := exec()
+		return db.Callback().Raw().Execute(db).Error
+	})
+	if err != nil {
 		if isDuplicate(c.tx.Dialector, err) {
 			return reflect.Value{}, nil
 		}

@@ -51,6 +51,8 @@ type call struct {
 	catalogTable string
 	eqs          []equality
 	whereVars    int // bind parameters of the lookup's conditions (batches)
+
+	own, probe marker // the clauses that mark the call's statements (marker.go)
 }
 
 // begin validates the arguments and prepares the lookup. It sends nothing.
@@ -155,20 +157,19 @@ func (c *call) read(latest bool) (bool, error) {
 	return true, nil
 }
 
-// probeConditions reads the lookup's conditions without sending anything.
-// GORM's Raw processor, run on a DryRun of the lookup, runs the chain's
-// scopes and parses the model, as a query would, but builds no SQL (a raw
-// statement brings its own), sends nothing and logs nothing; the statement
-// it ends with is inspected.
+// probeConditions reads the lookup's conditions without sending anything,
+// for the calls whose INSERT comes first. The lookup runs as a DryRun
+// query, so that the chain's scopes and every Query callback before
+// gorm:query (a plugin's own conditions) run as for a read; inspectLookup
+// reads the conditions and gives the statement a SQL comment, so that GORM
+// builds no SQL for it. It is traced by no logger.
 func (c *call) probeConditions() error {
-	dry := c.base.Session(&gorm.Session{DryRun: true}).Clauses() // a clone of the lookup's statement
-	dry.Statement.Dest = reflect.New(c.dest.Type().Elem()).Interface()
-	r := dry.Callback().Raw().Execute(dry)
-	if r.Error != nil {
-		return r.Error
+	dry := markProbe(c.base.Session(&gorm.Session{DryRun: true, Logger: silent{c.tx.Logger}}), c)
+	if err := dry.Find(reflect.New(c.dest.Type().Elem()).Interface()).Error; err != nil {
+		return err
 	}
-	if callOf(r) != c {
+	if !c.inspected {
 		return errNotInspected
 	}
-	return c.inspectOnce(r.Statement)
+	return nil
 }

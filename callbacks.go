@@ -22,8 +22,8 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		fn   func(*gorm.DB)
 	}{
 		{"safefind:inspect", cb.Query().Get, cb.Query().Before("gorm:query").Register, p.inspectLookup},
-		// Before associations are saved after the row: a row the INSERT
-		// skipped is not the call's, nor are its children.
+		// Before the associations saved after the row: from there on, a
+		// row the INSERT skipped is known as skipped.
 		{"safefind:skipped", cb.Create().Get, cb.Create().After("gorm:create").Before("gorm:save_after_associations").Register, skipped},
 		{"safefind:after", cb.Create().Get, cb.Create().After("gorm:create").Register, p.afterStatement},
 		{"safefind:after", cb.Query().Get, cb.Query().After("gorm:query").Register, p.afterStatement},
@@ -83,7 +83,17 @@ func (p *Plugin) afterStatement(db *gorm.DB) {
 // inspectLookup is the Query callback that inspects safefind's lookups before they
 // are sent.
 func (p *Plugin) inspectLookup(db *gorm.DB) {
-	if c := callOf(db); c != nil && db.Error == nil {
-		db.AddError(c.inspectOnce(db.Statement))
+	m := markerOf(db)
+	if m == nil || db.Error != nil {
+		return
+	}
+	if err := m.c.inspectOnce(db.Statement); err != nil {
+		db.AddError(err)
+		return
+	}
+	if m.probe {
+		// GORM builds no SQL for a statement that has some, and the probe
+		// is a DryRun: it sends nothing.
+		db.Statement.SQL.WriteString("/* safefind: the lookup's conditions were read */")
 	}
 }

@@ -92,7 +92,8 @@
 //
 // On a session with DryRun, FindOrCreate and CreateOrFind build and log the
 // statements of their longest path (the lookup, the savepoint where there is
-// one, the INSERT, the read of the winner's row) without sending any, and
+// one, the INSERT, the read of the winner's row) without sending any, not
+// even the BEGIN of GORM's default transaction for a model with hooks, and
 // return false and no error.
 //
 // # Errors

@@ -19,8 +19,11 @@ func hasCreateHooks(s *schema.Schema) bool {
 
 // skipped is the Create callback that keeps GORM from running AfterCreate and
 // AfterSave hooks for a row that safefind's INSERT skipped on a conflict.
+// It acts on the call's INSERT of the call's own row only: a statement that
+// a hook clones from the INSERT carries the marker too (see marker.go).
 func skipped(db *gorm.DB) {
-	if c := callOf(db); c != nil && db.Error == nil && db.RowsAffected == 0 {
+	c := callOf(db)
+	if c != nil && db.Error == nil && db.RowsAffected == 0 && c.dest.IsValid() && db.Statement.Dest == c.dest.Interface() {
 		db.Statement.SkipHooks = true
 	}
 }

@@ -8,12 +8,13 @@ import (
 	"gorm.io/gorm"
 )
 
-// write is the single-row driver, the end of FindOrCreate and CreateOrFind:
-// insert dest as pl says, and on a conflict read the winner's row. A
-// conflict whose row cannot be read is tried again, [WithRetries] times.
+// writeOne is the single-row driver, the end of FindOrCreate and
+// CreateOrFind: insert dest as pl says, and on a conflict read the winner's
+// row. A conflict whose row cannot be read is tried again, [WithRetries]
+// times.
 //
 // On an error dest is left as the caller prepared it.
-func (c *call) write(pl plan) (created bool, err error) {
+func (c *call) writeOne(pl plan) (created bool, err error) {
 	prepared := reflect.New(c.dest.Type().Elem()).Elem()
 	prepared.Set(c.dest.Elem())
 	defer func() {
@@ -25,9 +26,15 @@ func (c *call) write(pl plan) (created bool, err error) {
 	if err := c.assign(ctx); err != nil {
 		return false, err
 	}
+	if pl.budgetSwitch {
+		// The transaction now depends on this INSERT succeeding or
+		// conflicting, as with CreateOrFind.
+		c.record(EventBudgetSwitch, 1)
+	}
+	retries := 0 // of the statement, outside a transaction, over all attempts
 	for attempt := 0; ; attempt++ {
 		var dup error
-		err = c.retryStatement(func() error {
+		err = c.retryStatement(&retries, func() error {
 			var err error
 			created, dup, err = c.insertInScope(pl)
 			return err
@@ -50,7 +57,7 @@ func (c *call) write(pl plan) (created bool, err error) {
 			c.record(EventFound, 1)
 			return false, nil
 		}
-		again, err := c.retryConflict(attempt)
+		again, err := c.unresolvedConflict(attempt)
 		if err != nil {
 			return false, err
 		}

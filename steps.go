@@ -1,6 +1,7 @@
 package safefind
 
 import (
+	"errors"
 	"fmt"
 
 	"gorm.io/gorm"
@@ -30,30 +31,36 @@ func (c *call) reader(latest bool) *gorm.DB {
 // retryable error outside a transaction.
 const maxStatementRetries = 5
 
-// retryStatement runs send, and runs it again, up to maxStatementRetries
-// times, when it fails outside a transaction with an error the dialect
-// retries (a lost deadlock, a Galera certification failure): the statement
-// was then a transaction of its own, rolled back whole, and nothing else of
-// the caller's is lost. Inside a transaction the error is the caller's to
-// retry ([IsRetryable]).
-func (c *call) retryStatement(send func() error) error {
-	for retries := 0; ; retries++ {
+// retryStatement runs send, and runs it again when it fails outside a
+// transaction with an error the dialect retries (a lost deadlock, a Galera
+// certification failure): the statement was then a transaction of its own,
+// rolled back whole, and nothing else of the caller's is lost. *retries
+// counts the retries of the statements that share a budget of
+// maxStatementRetries (a single-row call's INSERTs, a batch INSERT's
+// sends). Inside a transaction the error is the caller's to retry
+// ([IsRetryable]); once the context is done it is returned with the
+// context's error.
+func (c *call) retryStatement(retries *int, send func() error) error {
+	for {
 		err := send()
-		if err == nil || c.inTx || retries >= maxStatementRetries || !c.d.RetryStatement(err) ||
-			c.tx.Statement.Context.Err() != nil {
+		if err == nil || c.inTx || *retries >= maxStatementRetries || !c.d.RetryStatement(err) {
 			return err
 		}
+		if done := c.tx.Statement.Context.Err(); done != nil {
+			return errors.Join(err, done)
+		}
+		*retries++
 		c.record(EventRetry, 1)
 	}
 }
 
-// retryConflict is the step after a conflict whose row the read did not
-// find, on its attempt-th INSERT (from 0). A transaction whose snapshot
+// unresolvedConflict is the step after a conflict whose row the read did
+// not find, on the attempt-th INSERT (from 0). A transaction whose snapshot
 // hides rows committed after it began cannot see the row: ErrStaleSnapshot.
 // Otherwise the row was deleted in between, or the conflict is on a key the
-// lookup does not cover, and the INSERT may run again while [WithRetries]
-// allows.
-func (c *call) retryConflict(attempt int) (again bool, err error) {
+// lookup does not cover, and the INSERT may run again (again) while
+// [WithRetries] allows.
+func (c *call) unresolvedConflict(attempt int) (again bool, err error) {
 	if err := c.staleSnapshot(); err != nil {
 		return false, err
 	}

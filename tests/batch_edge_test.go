@@ -1,9 +1,11 @@
 package tests
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,5 +163,58 @@ func TestBatchWithoutReturning(t *testing.T) {
 		created, err = o.fn(db, &events, "at")
 		require.NoError(t, err, o.name)
 		assert.Equal(t, []bool{true}, created, fmt.Sprint(o.name, " time key"))
+
+		// The chain's Select chooses the INSERT's columns; the read-back
+		// reads every column, so each element gets its stored id.
+		selected := []Member{{OrgID: 2, Email: "sel@x", Handle: "sel", Age: 9}}
+		created, err = o.fn(db.Select("org_id", "email", "handle"), &selected, "org_id", "email")
+		require.NoError(t, err, o.name)
+		assert.Equal(t, []bool{true}, created, o.name)
+		var stored Member
+		require.NoError(t, e.other.Where("email = ?", "sel@x").First(&stored).Error)
+		assert.Equal(t, stored.ID, selected[0].ID, fmt.Sprint(o.name, " id read back"))
+		assert.Zero(t, stored.Age, "Select left age out of the INSERT")
 	}
 }
+
+// Picky refuses two names in BeforeCreate.
+type Picky struct {
+	ID   uint
+	Name string `gorm:"size:64;uniqueIndex"`
+}
+
+type pickyHooksKey struct{}
+
+func (p *Picky) BeforeCreate(tx *gorm.DB) error {
+	if n, ok := tx.Statement.Context.Value(pickyHooksKey{}).(*atomic.Int64); ok {
+		n.Add(1)
+	}
+	if strings.HasPrefix(p.Name, "bad") {
+		return fmt.Errorf("%s refused", p.Name)
+	}
+	return nil
+}
+
+// A batch runs its hooks as GORM's Create of the same slice does, by GORM's
+// own code: every row's hook runs, the errors are joined as GORM joins them,
+// and nothing is written.
+func TestBatchHookErrorsAsCreate(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Picky{})
+		rows := func() []Picky { return []Picky{{Name: "bad1"}, {Name: "good"}, {Name: "bad2"}} }
+		var gormHooks atomic.Int64
+		gormErr := e.db.WithContext(context.WithValue(context.Background(), pickyHooksKey{}, &gormHooks)).Create(ptr(rows())).Error
+		require.Error(t, gormErr)
+		for _, o := range batchOps {
+			var hooks atomic.Int64
+			batch := rows()
+			_, err := o.fn(e.db.WithContext(context.WithValue(context.Background(), pickyHooksKey{}, &hooks)), &batch, "name")
+			require.Error(t, err, o.name)
+			assert.Equal(t, gormErr.Error(), err.Error(), o.name)
+			assert.Equal(t, gormHooks.Load(), hooks.Load(), "%s: as many hooks as Create ran", o.name)
+		}
+		assert.Zero(t, e.count(t, &Picky{}))
+	})
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -79,8 +79,8 @@ type routes struct {
 func (r *routes) register(t testing.TB, db *gorm.DB) {
 	t.Helper()
 	record := func(db *gorm.DB) {
-		if db.Statement.SQL.Len() == 0 {
-			return // built no SQL, sent nothing (CreateOrFind's probe)
+		if db.DryRun || db.Statement.SQL.Len() == 0 {
+			return // not sent (CreateOrFind's probe is a DryRun)
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
