@@ -39,15 +39,21 @@ func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 	if err != nil {
 		return false, err
 	}
-	found, err := c.read(false)
+	row, found, err := c.find(false)
 	if err != nil {
 		return false, err
+	}
+	pl := c.planFailing()
+	if found {
+		if found, err = c.settle(pl, row); err != nil {
+			return false, err
+		}
 	}
 	if found {
 		c.record(EventFound, 1)
 		return false, nil
 	}
-	return c.writeOne(c.planFailing())
+	return c.writeOne(pl) // a miss, or a row deleted before its update
 }
 
 // CreateOrFind creates the row that tx and conds look up, or returns the

@@ -53,6 +53,11 @@ type call struct {
 	whereVars    int // bind parameters of the lookup's conditions (batches)
 
 	own, probe marker // the clauses that mark the call's statements (marker.go)
+
+	// The chain's Attrs and Assign (request.go), and Assign's columns as
+	// the update of an existing row takes them.
+	attrs, assigns []assignment
+	updates        map[string]any
 }
 
 // begin validates the arguments and prepares the lookup. It sends nothing.
@@ -140,21 +145,26 @@ func buildCondition(stmt *gorm.Statement, conds []any) (exprs []clause.Expressio
 // read runs the lookup, the first read or the latest (see [call.reader]).
 // A hit overwrites dest.
 func (c *call) read(latest bool) (bool, error) {
-	fresh := reflect.New(c.dest.Type().Elem())
-	r := c.reader(latest).Find(fresh.Interface())
+	row, found, err := c.find(latest)
+	if found {
+		c.dest.Elem().Set(row.Elem())
+	}
+	return found, err
+}
+
+// find runs the lookup and returns the row it found, a new value behind a
+// pointer: scanned into dest, GORM would add dest's own primary key, if
+// set, to the lookup.
+func (c *call) find(latest bool) (row reflect.Value, found bool, err error) {
+	row = reflect.New(c.dest.Type().Elem())
+	r := c.reader(latest).Find(row.Interface())
 	if r.Error != nil {
-		return false, r.Error
+		return row, false, r.Error
 	}
 	if !c.inspected {
-		return false, errNotInspected
+		return row, false, errNotInspected
 	}
-	if r.RowsAffected == 0 {
-		return false, nil
-	}
-	// Scanned into a fresh value: GORM would otherwise add dest's own primary
-	// key, if set, to the lookup.
-	c.dest.Elem().Set(fresh.Elem())
-	return true, nil
+	return row, r.RowsAffected > 0, nil
 }
 
 // probeConditions reads the lookup's conditions without sending anything,

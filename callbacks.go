@@ -14,6 +14,9 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	if dialect.For(db.Dialector.Name()) == nil {
 		return fmt.Errorf("%w: %q", ErrUnsupportedDialect, db.Dialector.Name())
 	}
+	if attrsIndex == nil || assignsIndex == nil {
+		return fmt.Errorf("%w: gorm.Statement has no attrs and assigns fields to read Attrs and Assign from", ErrUnsupportedGORM)
+	}
 	cb := db.Callback()
 	for _, r := range []struct {
 		name string

@@ -70,6 +70,9 @@ func (c *call) inspect(stmt *gorm.Statement) error {
 	if err := c.validate(stmt.Context); err != nil {
 		return err
 	}
+	if err := c.readRequest(stmt); err != nil {
+		return err
+	}
 	if c.batch || !c.p.cfg.uniqueGuard {
 		return nil // a batch checks its keys and the chain's equalities together
 	}

@@ -166,6 +166,7 @@ func lookupStatement(t *testing.T, query func(db *gorm.DB) *gorm.DB) *gorm.State
 func inspectLookup(stmt *gorm.Statement, strict bool) (*call, error) {
 	c := &call{
 		p:      &Plugin{cfg: config{uniqueGuard: false}},
+		tx:     stmt.DB,
 		dest:   reflect.ValueOf(&condModel{}),
 		strict: strict,
 	}

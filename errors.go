@@ -42,6 +42,20 @@ var (
 	// it; use FindOrCreate, or set the field on dest.
 	ErrUnsupportedCondition = errors.New("safefind: unsupported condition")
 
+	// ErrInvalidAttributes: the chain's Attrs or Assign give what safefind
+	// cannot store as FirstOrCreate would: a condition that is not
+	// column = value (GORM would ignore it), a value its field cannot take,
+	// a value for one of the lookup's equality columns other than the
+	// lookup's (the row would leave the lookup), or Attrs and Assign on a
+	// batch call. A column that is not a field of the model is
+	// [ErrUnknownColumn]. Nothing is written.
+	ErrInvalidAttributes = errors.New("safefind: Attrs or Assign cannot be applied")
+
+	// ErrUnsupportedGORM: the GORM this program is built with keeps the
+	// chain's Attrs and Assign where safefind cannot read them; Initialize
+	// refuses it rather than ignore them.
+	ErrUnsupportedGORM = errors.New("safefind: this GORM version is not supported")
+
 	// ErrKeyNotUnique: no primary key or unique index, neither on the model
 	// nor in the database's catalog, has all its columns among the lookup's
 	// equality columns (for a batch: its key columns and the chain's

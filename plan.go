@@ -37,9 +37,22 @@ const (
 	scopeTransaction
 )
 
+// onExisting is what happens to a row that exists: found by the first
+// read, or met by the INSERT.
+type onExisting uint8
+
+const (
+	// existingKept: the row is returned as it is.
+	existingKept onExisting = iota
+	// existingUpdated: the row is updated with the chain's Assign, as
+	// FirstOrCreate updates it (update.go), then returned.
+	existingUpdated
+)
+
 // plan is how one call writes.
 type plan struct {
 	conflict onConflict
+	existing onExisting
 	scope    writeScope
 	// associations: save the rows' associations with them. Not yet: the
 	// INSERT omits them (clause.Associations).
@@ -52,7 +65,7 @@ type plan struct {
 // planSkipping is the plan of the calls whose INSERT skips existing rows:
 // CreateOrFind and both batches. It never takes a savepoint.
 func (c *call) planSkipping() plan {
-	return plan{conflict: conflictSkips, scope: c.ownScope()}
+	return plan{conflict: conflictSkips, existing: c.onExisting(), scope: c.ownScope()}
 }
 
 // planFailing is the plan of FindOrCreate's INSERT after a miss: a plain
@@ -60,13 +73,23 @@ func (c *call) planSkipping() plan {
 // transaction, unless the transaction has reached its savepoint budget, in
 // which case it skips conflicts as CreateOrFind does.
 func (c *call) planFailing() plan {
+	existing := c.onExisting()
 	if !c.needSavepoint() {
-		return plan{conflict: conflictFails, scope: c.ownScope()}
+		return plan{conflict: conflictFails, existing: existing, scope: c.ownScope()}
 	}
 	if c.overBudget() {
-		return plan{conflict: conflictSkips, scope: scopeStatement, budgetSwitch: true}
+		return plan{conflict: conflictSkips, existing: existing, scope: scopeStatement, budgetSwitch: true}
 	}
-	return plan{conflict: conflictFails, scope: scopeSavepoint}
+	return plan{conflict: conflictFails, existing: existing, scope: scopeSavepoint}
+}
+
+// onExisting is what the chain asks of a row that exists: an update where
+// it has Assign.
+func (c *call) onExisting() onExisting {
+	if len(c.updates) > 0 {
+		return existingUpdated
+	}
+	return existingKept
 }
 
 // ownScope is the scope of an INSERT outside a savepoint: a transaction of

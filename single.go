@@ -26,6 +26,9 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 	if err := c.assign(ctx); err != nil {
 		return false, err
 	}
+	if err := c.setRequest(ctx); err != nil {
+		return false, err
+	}
 	if pl.budgetSwitch {
 		// The transaction now depends on this INSERT succeeding or
 		// conflicting, as with CreateOrFind.
@@ -49,9 +52,14 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 			c.record(EventCreated, 1)
 			return true, nil
 		}
-		found, err := c.read(true)
+		row, found, err := c.find(true)
 		if err != nil || c.tx.DryRun {
 			return false, err
+		}
+		if found {
+			if found, err = c.settle(pl, row); err != nil {
+				return false, err
+			}
 		}
 		if found {
 			c.record(EventFound, 1)

@@ -1,0 +1,272 @@
+package tests
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/safefind/safefind"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// FirstOrCreate parity: the same chain, with Where, inline conditions,
+// Attrs and Assign, runs through GORM's FirstOrCreate and through both
+// safefind calls, each on freshly made tables, and the rows stored and dest
+// must agree. GORM is the oracle. The chains are those of GORM's own
+// tests/upsert_test.go TestFindOrCreate, with a unique index on the lookup,
+// and more.
+
+// Person is GORM's test User, reduced to what FirstOrCreate touches, with a
+// unique name; its update hooks count.
+type Person struct {
+	ID        uint
+	Name      string `gorm:"size:64;uniqueIndex"`
+	Age       int
+	Note      string `gorm:"size:64"`
+	Active    bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+type personHooksKey struct{}
+
+// personHooks counts the update hooks GORM runs.
+type personHooks struct{ beforeSave, beforeUpdate, afterUpdate, afterSave atomic.Int64 }
+
+func hooksOf(tx *gorm.DB) *personHooks {
+	h, _ := tx.Statement.Context.Value(personHooksKey{}).(*personHooks)
+	return h
+}
+
+func (p *Person) BeforeSave(tx *gorm.DB) error {
+	if h := hooksOf(tx); h != nil {
+		h.beforeSave.Add(1)
+	}
+	return nil
+}
+
+func (p *Person) BeforeUpdate(tx *gorm.DB) error {
+	if h := hooksOf(tx); h != nil {
+		h.beforeUpdate.Add(1)
+	}
+	return nil
+}
+
+func (p *Person) AfterUpdate(tx *gorm.DB) error {
+	if h := hooksOf(tx); h != nil {
+		h.afterUpdate.Add(1)
+	}
+	return nil
+}
+
+func (p *Person) AfterSave(tx *gorm.DB) error {
+	if h := hooksOf(tx); h != nil {
+		h.afterSave.Add(1)
+	}
+	return nil
+}
+
+// parityCase is a chain and its inline conditions, run on a table that
+// holds seed.
+type parityCase struct {
+	name  string
+	seed  []Person
+	chain func(db *gorm.DB) *gorm.DB
+	conds []any
+	// insertFirst: CreateOrFind takes the chain too (its conditions are
+	// column equalities).
+	insertFirst bool
+}
+
+var existing = []Person{{Name: "ann", Age: 33, Note: "seeded", Active: true}, {Name: "bob", Age: 40}}
+
+var parityCases = []parityCase{
+	{"Where struct, miss", nil, func(db *gorm.DB) *gorm.DB { return db.Where(&Person{Name: "carl", Age: 33}) }, nil, true},
+	{"Where struct, hit", existing, func(db *gorm.DB) *gorm.DB { return db.Where(&Person{Name: "ann", Age: 33}) }, nil, true},
+	{"inline map, miss", existing, func(db *gorm.DB) *gorm.DB { return db }, []any{map[string]any{"name": "dora"}}, true},
+	{"Attrs column value, miss", existing, func(db *gorm.DB) *gorm.DB { return db.Where(&Person{Name: "eve"}).Attrs("age", 44) }, nil, true},
+	{"Attrs column value, hit", existing, func(db *gorm.DB) *gorm.DB { return db.Where(&Person{Name: "ann"}).Attrs("age", 44) }, nil, true},
+	{"Attrs struct, miss", existing, func(db *gorm.DB) *gorm.DB {
+		return db.Where(&Person{Name: "fay"}).Attrs(Person{Age: 20, Note: "attrs"})
+	}, nil, true},
+	{"Attrs map and Assign map, miss", existing, func(db *gorm.DB) *gorm.DB {
+		return db.Where(&Person{Name: "gus"}).Attrs(map[string]any{"age": 21, "note": "attrs"}).Assign(map[string]any{"note": "assigned"})
+	}, nil, true},
+	{"Attrs map and Assign map, hit", existing, func(db *gorm.DB) *gorm.DB {
+		return db.Where(&Person{Name: "ann"}).Attrs(map[string]any{"age": 21, "note": "attrs"}).Assign(map[string]any{"note": "assigned"})
+	}, nil, true},
+	{"Assign column value, hit", existing, func(db *gorm.DB) *gorm.DB { return db.Where(&Person{Name: "ann"}).Assign("age", 55) }, nil, true},
+	{"Assign column value, miss", existing, func(db *gorm.DB) *gorm.DB { return db.Where(&Person{Name: "hal"}).Assign("age", 55) }, nil, true},
+	{"Assign struct, miss", existing, func(db *gorm.DB) *gorm.DB { return db.Where(&Person{Name: "ida"}).Assign(Person{Age: 44}) }, nil, true},
+	{"Assign struct, hit", existing, func(db *gorm.DB) *gorm.DB { return db.Where(&Person{Name: "ann"}).Assign(Person{Age: 44}) }, nil, true},
+	{"Assign pointer to struct, hit", existing, func(db *gorm.DB) *gorm.DB { return db.Where(&Person{Name: "bob"}).Assign(&Person{Note: "ptr"}) }, nil, true},
+	{"Assign zero values by map, hit", existing, func(db *gorm.DB) *gorm.DB {
+		return db.Where(&Person{Name: "ann"}).Assign(map[string]any{"age": 0, "active": false})
+	}, nil, true},
+	{"Assign clause.Eq, hit", existing, func(db *gorm.DB) *gorm.DB {
+		return db.Where(&Person{Name: "ann"}).Assign(clause.Eq{Column: "note", Value: "eq"})
+	}, nil, true},
+	{"Assign the lookup's own value, hit", existing, func(db *gorm.DB) *gorm.DB {
+		return db.Where(&Person{Name: "ann"}).Assign(map[string]any{"name": "ann", "age": 1})
+	}, nil, true},
+	{"Assign with inline conditions, hit", existing, func(db *gorm.DB) *gorm.DB { return db.Assign("age", 66) }, []any{Person{Name: "bob"}}, true},
+	{"Assign with a filter, hit", existing, func(db *gorm.DB) *gorm.DB {
+		return db.Where(&Person{Name: "ann"}).Where("age > ?", 18).Assign("note", "adult")
+	}, nil, false},
+	{"Assign with a filter, miss", existing, func(db *gorm.DB) *gorm.DB {
+		return db.Where(&Person{Name: "kim"}).Where("age > ?", 50).Assign("note", "old")
+	}, nil, false},
+	{"a scope's Where and the chain's Attrs, miss", existing, func(db *gorm.DB) *gorm.DB {
+		return db.Scopes(func(d *gorm.DB) *gorm.DB { return d.Where(&Person{Name: "jo"}) }).Attrs("age", 9)
+	}, nil, true},
+}
+
+// parityRow is what a row or dest holds that the comparison looks at:
+// times only by whether they are set and whether UpdatedAt moved.
+type parityRow struct {
+	ID           uint
+	Name         string
+	Age          int
+	Note         string
+	Active       bool
+	HasCreatedAt bool
+	UpdatedMoved bool
+}
+
+func parityOf(p Person, seeded map[string]time.Time) parityRow {
+	before, ok := seeded[p.Name]
+	return parityRow{
+		ID: p.ID, Name: p.Name, Age: p.Age, Note: p.Note, Active: p.Active,
+		HasCreatedAt: !p.CreatedAt.IsZero(),
+		UpdatedMoved: !ok || !p.UpdatedAt.Equal(before),
+	}
+}
+
+// parityRun is what one implementation left: the rows stored, dest, the
+// error and the update hooks run.
+type parityRun struct {
+	rows  []parityRow
+	dest  parityRow
+	err   error
+	hooks [4]int64
+}
+
+func (e *env) runParity(t *testing.T, c parityCase, run func(db *gorm.DB, dest *Person) error) parityRun {
+	t.Helper()
+	e.reset(t, &Person{})
+	seeded := map[string]time.Time{}
+	for _, s := range c.seed {
+		s := s
+		require.NoError(t, e.other.Create(&s).Error)
+		seeded[s.Name] = s.UpdatedAt
+	}
+	for name := range seeded {
+		// Stored times are cut to the column's precision.
+		var p Person
+		require.NoError(t, e.other.Where("name = ?", name).First(&p).Error)
+		seeded[name] = p.UpdatedAt
+	}
+	// Not a synchronisation: an update must move UpdatedAt past the
+	// column's precision (a millisecond on MySQL/MariaDB) to be seen.
+	time.Sleep(2 * time.Millisecond)
+	h := &personHooks{}
+	db := e.db.WithContext(context.WithValue(context.Background(), personHooksKey{}, h))
+	var dest Person
+	err := run(c.chain(db), &dest)
+	var stored []Person
+	require.NoError(t, e.other.Order("name").Find(&stored).Error)
+	out := parityRun{err: err, dest: parityOf(dest, seeded),
+		hooks: [4]int64{h.beforeSave.Load(), h.beforeUpdate.Load(), h.afterUpdate.Load(), h.afterSave.Load()}}
+	for _, s := range stored {
+		out.rows = append(out.rows, parityOf(s, seeded))
+	}
+	return out
+}
+
+func TestFirstOrCreateParity(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		for _, c := range parityCases {
+			t.Run(c.name, func(t *testing.T) {
+				gormRun := e.runParity(t, c, func(db *gorm.DB, dest *Person) error {
+					return db.FirstOrCreate(dest, c.conds...).Error
+				})
+				require.NoError(t, gormRun.err)
+				for _, o := range ops {
+					if o.name == "CreateOrFind" && !c.insertFirst {
+						continue
+					}
+					got := e.runParity(t, c, func(db *gorm.DB, dest *Person) error {
+						_, err := o.fn(db, dest, c.conds...)
+						return err
+					})
+					require.NoError(t, got.err, o.name)
+					assert.Equal(t, gormRun.rows, got.rows, "%s: rows stored", o.name)
+					assert.Equal(t, gormRun.dest, got.dest, "%s: dest", o.name)
+					want := gormRun.hooks
+					if hit := len(gormRun.rows) == len(c.seed); hit && o.name == "CreateOrFind" {
+						want[0]++ // the BeforeSave of the INSERT it tries first
+					}
+					assert.Equal(t, want, got.hooks, "%s: BeforeSave, BeforeUpdate, AfterUpdate, AfterSave", o.name)
+				}
+			})
+		}
+	})
+}
+
+// What FirstOrCreate would silently drop or store wrongly, safefind refuses,
+// before anything is written.
+func TestAttrsAssignRefused(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		cases := []struct {
+			name  string
+			chain func(db *gorm.DB) *gorm.DB
+			err   error
+		}{
+			{"Assign an unknown column", func(db *gorm.DB) *gorm.DB { return db.Where("name = ?", "ann").Assign("nope", 1) }, safefind.ErrUnknownColumn},
+			{"Attrs an unknown column by map", func(db *gorm.DB) *gorm.DB {
+				return db.Where("name = ?", "ann").Attrs(map[string]any{"nope": 1})
+			}, safefind.ErrUnknownColumn},
+			{"Assign a condition", func(db *gorm.DB) *gorm.DB { return db.Where("name = ?", "ann").Assign("age > ?", 3) }, safefind.ErrInvalidAttributes},
+			{"Assign a value the field cannot take", func(db *gorm.DB) *gorm.DB {
+				return db.Where("name = ?", "ann").Assign("age", "not a number")
+			}, safefind.ErrInvalidAttributes},
+			{"Assign that changes the lookup's key", func(db *gorm.DB) *gorm.DB { return db.Where("name = ?", "ann").Assign("name", "zed") }, safefind.ErrInvalidAttributes},
+			{"Attrs that changes the lookup's key", func(db *gorm.DB) *gorm.DB {
+				return db.Where(&Person{Name: "new"}).Attrs(Person{Name: "other"})
+			}, safefind.ErrInvalidAttributes},
+			{"Attrs set in a scope, which FirstOrCreate ignores", func(db *gorm.DB) *gorm.DB {
+				return db.Scopes(func(d *gorm.DB) *gorm.DB { return d.Where("name = ?", "jo").Attrs("age", 9) })
+			}, safefind.ErrInvalidAttributes},
+		}
+		for _, c := range cases {
+			for _, o := range ops {
+				t.Run(c.name+"/"+o.name, func(t *testing.T) {
+					e.reset(t, &Person{})
+					require.NoError(t, e.other.Create(&Person{Name: "ann", Age: 1}).Error)
+					db, r := e.recorded(e.db)
+					var dest Person
+					_, err := o.fn(c.chain(db), &dest)
+					require.ErrorIs(t, err, c.err)
+					for _, s := range r.Statements() {
+						assert.False(t, strings.HasPrefix(s, "INSERT") || strings.HasPrefix(s, "UPDATE"), s)
+					}
+					var ann Person
+					require.NoError(t, e.other.Where("name = ?", "ann").First(&ann).Error)
+					assert.Equal(t, 1, ann.Age)
+					assert.EqualValues(t, 1, e.count(t, &Person{}))
+				})
+			}
+		}
+		t.Run("batches refuse Attrs and Assign", func(t *testing.T) {
+			for _, o := range batchOps {
+				_, err := o.fn(e.db.Assign("age", 3), &[]Person{{Name: "x"}}, "name")
+				require.ErrorIs(t, err, safefind.ErrInvalidAttributes, o.name)
+			}
+		})
+	})
+}
