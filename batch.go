@@ -78,6 +78,9 @@ func writeAll(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (cre
 	if err := b.resolveKeys(keyColumns); err != nil {
 		return nil, err
 	}
+	if err := b.refuseAssociations(); err != nil {
+		return nil, err
+	}
 	if err := b.group(); err != nil {
 		return nil, err
 	}

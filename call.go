@@ -58,6 +58,8 @@ type call struct {
 	// the update of an existing row takes them.
 	attrs, assigns []assignment
 	updates        map[string]any
+
+	writing plan // the plan of the INSERT under way
 }
 
 // begin validates the arguments and prepares the lookup. It sends nothing.

@@ -21,11 +21,18 @@ func hasCreateHooks(s *schema.Schema) bool {
 // AfterSave hooks for a row that safefind's INSERT skipped on a conflict.
 // It acts on the call's INSERT of the call's own row only: a statement that
 // a hook clones from the INSERT carries the marker too (see marker.go).
+// A row saved with associations fails instead (errSkippedRow): its scope
+// then rolls back what was saved before it (associations.go).
 func skipped(db *gorm.DB) {
 	c := callOf(db)
-	if c != nil && db.Error == nil && db.RowsAffected == 0 && c.dest.IsValid() && db.Statement.Dest == c.dest.Interface() {
-		db.Statement.SkipHooks = true
+	if c == nil || db.Error != nil || db.RowsAffected > 0 || !c.dest.IsValid() || db.Statement.Dest != c.dest.Interface() {
+		return
 	}
+	if c.writing.associations {
+		db.AddError(errSkippedRow)
+		return
+	}
+	db.Statement.SkipHooks = true
 }
 
 // runHooks runs hook, one of GORM's create-hook callbacks, on every row of

@@ -54,7 +54,9 @@ type plan struct {
 	conflict onConflict
 	existing onExisting
 	scope    writeScope
-	// associations: save the rows' associations with them. Not yet: the
+	// associations: the row carries associations, saved with it as
+	// Create saves them, atomically: in a transaction or savepoint of
+	// their own, rolled back with a row the INSERT skipped. Otherwise the
 	// INSERT omits them (clause.Associations).
 	associations bool
 	// budgetSwitch: the plan skips conflicts only because the caller's
@@ -65,7 +67,9 @@ type plan struct {
 // planSkipping is the plan of the calls whose INSERT skips existing rows:
 // CreateOrFind and both batches. It never takes a savepoint.
 func (c *call) planSkipping() plan {
-	return plan{conflict: conflictSkips, existing: c.onExisting(), scope: c.ownScope()}
+	pl := plan{conflict: conflictSkips, existing: c.onExisting(), associations: c.savesAssociations()}
+	pl.scope = c.ownScope(pl.associations)
+	return pl
 }
 
 // planFailing is the plan of FindOrCreate's INSERT after a miss: a plain
@@ -73,14 +77,17 @@ func (c *call) planSkipping() plan {
 // transaction, unless the transaction has reached its savepoint budget, in
 // which case it skips conflicts as CreateOrFind does.
 func (c *call) planFailing() plan {
-	existing := c.onExisting()
-	if !c.needSavepoint() {
-		return plan{conflict: conflictFails, existing: existing, scope: c.ownScope()}
+	pl := plan{conflict: conflictFails, existing: c.onExisting(), associations: c.savesAssociations()}
+	pl.scope = c.ownScope(pl.associations)
+	if pl.scope == scopeSavepoint || !c.needSavepoint() {
+		return pl
 	}
 	if c.overBudget() {
-		return plan{conflict: conflictSkips, existing: existing, scope: scopeStatement, budgetSwitch: true}
+		pl.conflict, pl.budgetSwitch = conflictSkips, true
+		return pl
 	}
-	return plan{conflict: conflictFails, existing: existing, scope: scopeSavepoint}
+	pl.scope = scopeSavepoint
+	return pl
 }
 
 // onExisting is what the chain asks of a row that exists: an update where
@@ -92,12 +99,21 @@ func (c *call) onExisting() onExisting {
 	return existingKept
 }
 
-// ownScope is the scope of an INSERT outside a savepoint: a transaction of
-// its own for a model with create hooks, where GORM's Create would open
-// one, outside the caller's transaction and outside DryRun; the statement
-// alone otherwise (a single INSERT is atomic by itself).
-func (c *call) ownScope() writeScope {
-	if !c.inTx && !c.tx.DryRun && !c.tx.SkipDefaultTransaction && hasCreateHooks(c.schema) {
+// ownScope is the scope an INSERT needs by itself: with associations, a
+// savepoint inside the caller's transaction (on every dialect: the rows
+// saved before the INSERT would outlive its failure) and a transaction
+// outside one; a transaction of its own for a model with create hooks,
+// where GORM's Create would open one; the statement alone otherwise (a
+// single INSERT is atomic by itself). DryRun opens none.
+func (c *call) ownScope(associations bool) writeScope {
+	switch {
+	case c.tx.DryRun:
+		return scopeStatement
+	case associations && c.inTx:
+		return scopeSavepoint
+	case associations:
+		return scopeTransaction
+	case !c.inTx && !c.tx.SkipDefaultTransaction && hasCreateHooks(c.schema):
 		return scopeTransaction
 	}
 	return scopeStatement

@@ -11,7 +11,9 @@ import (
 // Savepoints. On PostgreSQL every savepoint is a subtransaction, and past 64
 // of them in one transaction every reader of the database pays for it. So
 // safefind opens one only where an INSERT may fail inside a transaction on a
-// dialect where a failed statement aborts the whole transaction, and it
+// dialect where a failed statement aborts the whole transaction, or saves
+// associations inside a transaction (on every dialect: what was saved
+// before a failed INSERT must be rolled back with it), and it
 // issues the statements itself, checking each error: GORM's dialectors
 // discard the errors of SavePoint and RollbackTo, and GORM never releases a
 // savepoint, leaving every later statement of the transaction one level
@@ -52,7 +54,7 @@ func (c *call) inSavepoint(insert func() (created bool, dup, err error)) (create
 		return created, nil, nil
 	}
 	start = time.Now()
-	rerr := rollbackSavepoint(db)
+	rerr := rollbackSavepoint(db, c.d.BatchesStatements())
 	c.savepointEvent(EventSavepointRolledBack, start, rerr)
 	if rerr != nil {
 		return false, dup, errors.Join(dup, err, fmt.Errorf("safefind: roll back savepoint: %w", rerr))
@@ -60,15 +62,14 @@ func (c *call) inSavepoint(insert func() (created bool, dup, err error)) (create
 	return false, dup, err
 }
 
-// rollbackSavepoint rolls back to the savepoint and releases it. Only
-// PostgreSQL needs savepoints here, and without
-// prepared statements both go in one round trip: an Exec without arguments
-// is sent as a simple query, which may hold several statements. A prepared
-// statement may hold only one.
-func rollbackSavepoint(db *gorm.DB) error {
+// rollbackSavepoint rolls back to the savepoint and releases it: in one
+// round trip where the dialect batches statements (PostgreSQL, whose every
+// savepoint is one FindOrCreate may need) and prepared statements are off,
+// since a prepared statement may hold only one.
+func rollbackSavepoint(db *gorm.DB, batches bool) error {
 	const rollback = "ROLLBACK TO SAVEPOINT " + savepointName
 	const release = "RELEASE SAVEPOINT " + savepointName
-	if !db.PrepareStmt {
+	if batches && !db.PrepareStmt {
 		return db.Exec(rollback + "; " + release).Error
 	}
 	if err := db.Exec(rollback).Error; err != nil {

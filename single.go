@@ -29,6 +29,7 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 	if err := c.setRequest(ctx); err != nil {
 		return false, err
 	}
+	c.writing = pl
 	if pl.budgetSwitch {
 		// The transaction now depends on this INSERT succeeding or
 		// conflicting, as with CreateOrFind.

@@ -53,6 +53,11 @@ type Dialect interface {
 	// MaxParams is the most bind parameters one statement may carry.
 	MaxParams() int
 
+	// BatchesStatements reports whether an Exec without arguments may hold
+	// several statements separated by semicolons, sent in one round trip
+	// (PostgreSQL's simple query protocol); without prepared statements.
+	BatchesStatements() bool
+
 	// UniqueKeys reads from the catalog the column sets of table's primary
 	// key and of its unique indexes and constraints that hold for every row:
 	// not partial, not on an expression, not deferred. table may be

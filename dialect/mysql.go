@@ -32,6 +32,10 @@ func (mysql) SnapshotHidesCommitted(*gorm.DB) (bool, error) { return false, nil 
 
 func (mysql) MaxParams() int { return 65535 }
 
+// BatchesStatements: not unless the DSN sets multiStatements, which safefind
+// cannot see.
+func (mysql) BatchesStatements() bool { return false }
+
 // SubtransactionCache: InnoDB savepoints are marks in the undo log, with no
 // cliff.
 func (mysql) SubtransactionCache() int { return 0 }

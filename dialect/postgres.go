@@ -31,6 +31,10 @@ func (postgres) LatestRead() clause.Expression { return nil }
 func (postgres) SubtransactionCache() int { return 64 }
 func (postgres) MaxParams() int           { return 65535 }
 
+// BatchesStatements: an Exec without arguments is a simple query, which may
+// hold several statements.
+func (postgres) BatchesStatements() bool { return true }
+
 func (postgres) SnapshotHidesCommitted(tx *gorm.DB) (bool, error) {
 	var level string
 	if err := tx.Raw("SHOW transaction_isolation").Scan(&level).Error; err != nil {

@@ -25,6 +25,7 @@ func (sqlite) SkipOnConflict() []clause.Expression {
 func (sqlite) LatestRead() clause.Expression                 { return nil }
 func (sqlite) SnapshotHidesCommitted(*gorm.DB) (bool, error) { return false, nil }
 func (sqlite) MaxParams() int                                { return 32766 }
+func (sqlite) BatchesStatements() bool                       { return false }
 
 // SubtransactionCache: SQLite savepoints are journal marks, with no cliff.
 func (sqlite) SubtransactionCache() int { return 0 }
