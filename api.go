@@ -25,7 +25,17 @@ import "gorm.io/gorm"
 // FirstOrCreate takes them; the lookup is the conjunction of all of them. The
 // equalities among them (struct and map conditions, clause.Eq, and SQL of the
 // form "a = ? AND b = ?") are set on the row to create; other conditions only
-// filter the reads. Associations are not saved.
+// filter the reads.
+//
+// The chain's Attrs and Assign work as with FirstOrCreate: Attrs are set on
+// the row to create only; Assign on the row to create, and a row that
+// exists (found, or created by another caller first) is updated with them
+// as FirstOrCreate updates it (GORM's Updates: update hooks, UpdatedAt),
+// dest holding the row as updated. Associations set on dest (or by Attrs
+// and Assign) are saved with a row this call creates, as Create saves them,
+// in a transaction or savepoint of their own: a call that finds the row, or
+// loses the race, leaves none of them behind. What FirstOrCreate would
+// silently drop is refused: see [ErrInvalidAttributes].
 //
 // created is true only for the one caller whose INSERT created the row.
 // Errors: the sentinels of this package for bad input, before anything is
@@ -71,11 +81,13 @@ func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 //     assignment fires UPDATE triggers; neither is INSERT IGNORE, which turns
 //     other errors into warnings.
 //
-// A conflict never writes to the existing row and fires no UPDATE trigger;
+// A conflict never writes to the existing row and fires no UPDATE trigger,
+// unless the chain has Assign, whose UPDATE then follows the read;
 // AfterCreate and AfterSave hooks run only for a row that was created.
+// Associations to save need a savepoint inside a transaction.
 //
-// The row to create is dest plus the lookup's equalities, as in
-// [FindOrCreate]; since the INSERT comes first, every condition must be a
+// The row to create is dest plus the lookup's equalities, Attrs and Assign,
+// as in [FindOrCreate]; since the INSERT comes first, every condition must be a
 // column equality ([ErrUnsupportedCondition] otherwise). Inside a PostgreSQL
 // REPEATABLE READ or SERIALIZABLE transaction, a row committed after the
 // snapshot makes the INSERT fail with the server's serialization failure

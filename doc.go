@@ -26,6 +26,20 @@
 // winner's row to every caller that lost the race, with created false, and
 // created true to exactly one caller.
 //
+// # Attrs, Assign and associations
+//
+// A FirstOrCreate chain moves to safefind as it is: the chain's Attrs are set
+// on the row to create only, its Assign on the row to create and on a row
+// that exists, which is updated as FirstOrCreate updates it:
+//
+//	// db.Where(User{Email: e}).Attrs(User{Name: n}).Assign(User{Plan: p}).FirstOrCreate(&u)
+//	created, err := safefind.FindOrCreate(db.Where(User{Email: e}).Attrs(User{Name: n}).Assign(User{Plan: p}), &u)
+//
+// Associations on dest are saved with a row the call creates, atomically,
+// and never with a row it finds. What FirstOrCreate would silently drop (an
+// unknown column, a condition in Assign) is refused with
+// [ErrUnknownColumn] or [ErrInvalidAttributes] before anything is written.
+//
 // # Guarantees
 //
 // No duplicate-key error reaches the caller, a conflict never writes to the

@@ -17,6 +17,10 @@ func hasCreateHooks(s *schema.Schema) bool {
 	return s.BeforeCreate || s.BeforeSave || s.AfterCreate || s.AfterSave
 }
 
+func hasUpdateHooks(s *schema.Schema) bool {
+	return s.BeforeUpdate || s.BeforeSave || s.AfterUpdate || s.AfterSave
+}
+
 // skipped is the Create callback that keeps GORM from running AfterCreate and
 // AfterSave hooks for a row that safefind's INSERT skipped on a conflict.
 // It acts on the call's INSERT of the call's own row only: a statement that

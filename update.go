@@ -21,8 +21,11 @@ import (
 // it.
 func (c *call) settle(pl plan, row reflect.Value) (exists bool, err error) {
 	if pl.existing == existingUpdated {
-		// A map of its own: a hook's SetColumn writes into it.
-		r := c.tx.Session(&gorm.Session{}).Model(row.Interface()).Updates(maps.Clone(c.updates))
+		// One UPDATE is atomic by itself: GORM's default transaction only
+		// serves update hooks. A map of its own: a hook's SetColumn writes
+		// into it.
+		s := &gorm.Session{SkipDefaultTransaction: c.tx.SkipDefaultTransaction || !hasUpdateHooks(c.schema)}
+		r := c.tx.Session(s).Model(row.Interface()).Updates(maps.Clone(c.updates))
 		if r.Error != nil {
 			return false, r.Error
 		}

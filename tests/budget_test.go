@@ -240,3 +240,86 @@ func (e *env) dryRunInTx(t *testing.T) (dry *gorm.DB, log *sqlLog, r *Recorder) 
 	t.Cleanup(func() { tx.Rollback() })
 	return tx.Session(&gorm.Session{DryRun: true, Logger: log}), log, r
 }
+
+// Statements per call with Attrs, Assign and associations, by kind, counted
+// at the driver: the Attrs, Assign and associations rows of the README's
+// guarantees table.
+func TestStatementBudgetsAttrsAssignAssociations(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		// ROLLBACK TO and RELEASE go in one round trip on PostgreSQL.
+		rollback := []string{"ROLLBACK", "RELEASE"}
+		if e.name == "postgres" {
+			rollback = rollback[:1]
+		}
+		cases := []struct {
+			op, path string
+			inTx     bool
+			run      func(o op, db *gorm.DB) (bool, error)
+			want     []string
+		}{
+			{"FindOrCreate", "Attrs, miss", false, func(o op, db *gorm.DB) (bool, error) {
+				return o.fn(db.Where(&Tag{Name: "attrs-new"}).Attrs(Tag{Note: "n"}), &Tag{})
+			}, []string{"SELECT", "INSERT"}},
+			{"FindOrCreate", "Assign, hit", false, func(o op, db *gorm.DB) (bool, error) {
+				return o.fn(db.Where(&Tag{Name: "exists"}).Assign("note", "a"), &Tag{})
+			}, []string{"SELECT", "UPDATE"}},
+			{"FindOrCreate", "Assign, hit", true, func(o op, db *gorm.DB) (bool, error) {
+				return o.fn(db.Where(&Tag{Name: "exists"}).Assign("note", "b"), &Tag{})
+			}, []string{"SELECT", "UPDATE"}},
+			{"CreateOrFind", "Assign, hit", false, func(o op, db *gorm.DB) (bool, error) {
+				return o.fn(db.Where(&Tag{Name: "exists"}).Assign("note", "c"), &Tag{})
+			}, []string{"INSERT", "SELECT", "UPDATE"}},
+			{"CreateOrFind", "Assign, hit", true, func(o op, db *gorm.DB) (bool, error) {
+				return o.fn(db.Where(&Tag{Name: "exists"}).Assign("note", "d"), &Tag{})
+			}, []string{"INSERT", "SELECT", "UPDATE"}},
+			{"FindOrCreate", "associations, miss", false, func(o op, db *gorm.DB) (bool, error) {
+				c := newCustomer("fc-miss")
+				return o.fn(db.Where(&Customer{Name: c.Name}), &c)
+			}, []string{"SELECT", "BEGIN", "INSERT", "INSERT", "INSERT", "INSERT", "COMMIT"}},
+			{"FindOrCreate", "associations, miss", true, func(o op, db *gorm.DB) (bool, error) {
+				c := newCustomer("fc-miss-tx")
+				return o.fn(db.Where(&Customer{Name: c.Name}), &c)
+			}, []string{"SELECT", "SAVEPOINT", "INSERT", "INSERT", "INSERT", "INSERT", "RELEASE"}},
+			{"CreateOrFind", "associations, miss", false, func(o op, db *gorm.DB) (bool, error) {
+				c := newCustomer("cf-miss")
+				return o.fn(db.Where(&Customer{Name: c.Name}), &c)
+			}, []string{"BEGIN", "INSERT", "INSERT", "INSERT", "INSERT", "COMMIT"}},
+			{"CreateOrFind", "associations, hit", false, func(o op, db *gorm.DB) (bool, error) {
+				c := newCustomer("exists")
+				return o.fn(db.Where(&Customer{Name: c.Name}), &c)
+			}, []string{"BEGIN", "INSERT", "INSERT", "ROLLBACK", "SELECT"}},
+			{"CreateOrFind", "associations, hit", true, func(o op, db *gorm.DB) (bool, error) {
+				c := newCustomer("exists")
+				return o.fn(db.Where(&Customer{Name: c.Name}), &c)
+			}, append(append([]string{"SAVEPOINT", "INSERT", "INSERT"}, rollback...), "SELECT")},
+		}
+		for _, c := range cases {
+			t.Run(fmt.Sprintf("%s/%s/tx=%v", c.op, c.path, c.inTx), func(t *testing.T) {
+				e.reset(t, append([]any{&Tag{}}, customerTables...)...)
+				require.NoError(t, e.other.Create(&Tag{Name: "exists"}).Error)
+				require.NoError(t, e.other.Create(&Customer{Name: "exists"}).Error)
+				o := ops[0]
+				if c.op == "CreateOrFind" {
+					o = ops[1]
+				}
+				db, r := e.recorded(e.db)
+				var created bool
+				call := func(tx *gorm.DB) (err error) {
+					created, err = c.run(o, tx)
+					return err
+				}
+				if c.inTx {
+					require.NoError(t, db.Transaction(call))
+				} else {
+					require.NoError(t, call(db))
+				}
+				assert.Equal(t, strings.Contains(c.path, "miss"), created)
+				want := c.want
+				if c.inTx {
+					want = append([]string{"BEGIN"}, append(want, "COMMIT")...)
+				}
+				assert.Equal(t, want, kinds(r.Statements()))
+			})
+		}
+	})
+}

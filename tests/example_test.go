@@ -77,6 +77,34 @@ func Example_findOrCreate() {
 	// true 7 ada@example.com ada 36
 }
 
+// Attrs and Assign as FirstOrCreate takes them: Attrs only when the row is
+// created, Assign on the row created and on the row found, which is updated.
+func Example_attrsAssign() {
+	db := openExample("attrs_assign")
+	if err := db.Use(safefind.New()); err != nil {
+		log.Fatal(err)
+	}
+
+	// db.Where(Member{OrgID: 7, Email: "ada@x"}).Attrs(Member{Age: 36}).Assign(Member{Handle: "ada"}).FirstOrCreate(&m)
+	var m Member
+	chain := db.Where(Member{OrgID: 7, Email: "ada@x"}).Attrs(Member{Age: 36}).Assign(Member{Handle: "ada"})
+	created, err := safefind.FindOrCreate(chain, &m)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(created, m.Email, m.Age, m.Handle)
+
+	var found Member
+	created, err = safefind.FindOrCreate(db.Where(Member{OrgID: 7, Email: "ada@x"}).Attrs(Member{Age: 99}).Assign(Member{Handle: "lovelace"}), &found)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(created, found.Email, found.Age, found.Handle)
+	// Output:
+	// true ada@x 36 ada
+	// false ada@x 36 lovelace
+}
+
 // Insert first when the row is usually new: one INSERT on a miss, and never
 // a savepoint, inside a transaction or not.
 func Example_createOrFind() {

@@ -36,6 +36,13 @@ func BenchmarkPaths(b *testing.B) {
 		var t Tag
 		return db.Where(Tag{Name: key}).FirstOrCreate(&t).Error
 	}
+	withAssign := func(call func(tx *gorm.DB, dest any, conds ...any) (bool, error)) func(db *gorm.DB, key string) error {
+		return func(db *gorm.DB, key string) error {
+			var t Tag
+			_, err := call(db.Where(Tag{Name: key}).Assign(Tag{Note: "assigned"}), &t)
+			return err
+		}
+	}
 	paths := []struct {
 		name string
 		run  func(db *gorm.DB, key string) error
@@ -47,6 +54,12 @@ func BenchmarkPaths(b *testing.B) {
 		{"CreateOrFind/miss", createOrFind, true},
 		{"FirstOrCreate/hit", firstOrCreate, false},
 		{"FirstOrCreate/miss", firstOrCreate, true},
+		{"FindOrCreate+Assign/hit", withAssign(safefind.FindOrCreate), false},
+		{"CreateOrFind+Assign/hit", withAssign(safefind.CreateOrFind), false},
+		{"FirstOrCreate+Assign/hit", func(db *gorm.DB, key string) error {
+			var t Tag
+			return db.Where(Tag{Name: key}).Assign(Tag{Note: "assigned"}).FirstOrCreate(&t).Error
+		}, false},
 	}
 	round := 0 // a miss needs a key no earlier round created
 	for _, p := range paths {

@@ -48,6 +48,22 @@ var impls = []impl{
 		err := db.WithContext(ctx).Where(Item{Name: name}).FirstOrCreate(&it).Error
 		return it.ID, err
 	}},
+	// With Assign: the row found is updated too, as FirstOrCreate does.
+	{"safefind FindOrCreate + Assign", func(ctx context.Context, db *gorm.DB, _ bool, name string) (uint, error) {
+		var it Item
+		_, err := safefind.FindOrCreate(db.WithContext(ctx).Where(Item{Name: name}).Assign(Item{Note: "assigned"}), &it)
+		return it.ID, err
+	}},
+	{"safefind CreateOrFind + Assign", func(ctx context.Context, db *gorm.DB, _ bool, name string) (uint, error) {
+		var it Item
+		_, err := safefind.CreateOrFind(db.WithContext(ctx).Where(Item{Name: name}).Assign(Item{Note: "assigned"}), &it)
+		return it.ID, err
+	}},
+	{"gorm FirstOrCreate + Assign", func(ctx context.Context, db *gorm.DB, _ bool, name string) (uint, error) {
+		var it Item
+		err := db.WithContext(ctx).Where(Item{Name: name}).Assign(Item{Note: "assigned"}).FirstOrCreate(&it).Error
+		return it.ID, err
+	}},
 	{"rails create_or_find_by", railsCreateOrFindBy},
 	{"django get_or_create", djangoGetOrCreate},
 	{"gitlab safe_find_or_create_by", gitlabSafeFindOrCreateBy},
