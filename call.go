@@ -60,6 +60,9 @@ type call struct {
 	updates        map[string]any
 
 	writing plan // the plan of the INSERT under way
+	// uniqueKey: the columns of a primary key or unique index that the
+	// lookup's equalities cover (unique.go); nil with the guard off.
+	uniqueKey []string
 }
 
 // begin validates the arguments and prepares the lookup. It sends nothing.

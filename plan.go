@@ -17,6 +17,9 @@ const (
 	// DO NOTHING); where the dialect has none, the INSERT fails as with
 	// conflictFails, which there costs only the statement.
 	conflictSkips
+	// conflictUpdates: one statement inserts the row or updates the
+	// lookup's row with Assign, and says which (upsert.go).
+	conflictUpdates
 )
 
 // writeScope is what an INSERT runs in.
@@ -69,7 +72,22 @@ type plan struct {
 func (c *call) planSkipping() plan {
 	pl := plan{conflict: conflictSkips, existing: c.onExisting(), associations: c.savesAssociations()}
 	pl.scope = c.ownScope(pl.associations)
+	if c.canUpsert(pl) {
+		pl.conflict = conflictUpdates
+	}
 	return pl
+}
+
+// canUpsert reports whether CreateOrFind's INSERT and Assign's UPDATE can
+// be one statement that sends what FirstOrCreate's UPDATE would: the
+// dialect reports created from it, the lookup's unique key is known, and
+// nothing but the row is written (no hooks, no associations, no Select or
+// Omit on the chain).
+func (c *call) canUpsert(pl plan) bool {
+	st := c.tx.Statement
+	return c.op == opCreateOrFind && pl.existing == existingUpdated && c.d.UpsertCreated() != nil &&
+		len(c.uniqueKey) > 0 && !pl.associations && pl.scope == scopeStatement &&
+		!hasCreateHooks(c.schema) && !hasUpdateHooks(c.schema) && len(st.Selects) == 0 && len(st.Omits) == 0
 }
 
 // planFailing is the plan of FindOrCreate's INSERT after a miss: a plain

@@ -37,10 +37,17 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 	}
 	retries := 0 // of the statement, outside a transaction, over all attempts
 	for attempt := 0; ; attempt++ {
-		var dup error
+		var (
+			dup     error
+			updated bool // by the upsert
+		)
 		err = c.retryStatement(&retries, func() error {
 			var err error
-			created, dup, err = c.insertInScope(pl)
+			if pl.conflict == conflictUpdates {
+				created, updated, dup, err = c.upsert()
+			} else {
+				created, dup, err = c.insertInScope(pl)
+			}
 			return err
 		})
 		if dup != nil || err == nil && !created {
@@ -52,6 +59,10 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 		if created {
 			c.record(EventCreated, 1)
 			return true, nil
+		}
+		if updated {
+			c.record(EventFound, 1)
+			return false, nil
 		}
 		row, found, err := c.find(true)
 		if err != nil || c.tx.DryRun {

@@ -25,8 +25,10 @@ import (
 
 // checkUnique reports ErrKeyNotUnique unless a primary key or unique index,
 // on the model or in the database's catalog, has all its columns among keys
-// and the lookup's equalities.
+// and the lookup's equalities. The first such key's columns are kept as
+// c.uniqueKey, the conflict target of an upsert.
 func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
+	c.uniqueKey = nil
 	// No allocation on the common path: a key the model declares unique.
 	has := func(col string) bool {
 		for _, f := range keys {
@@ -54,16 +56,19 @@ func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
 	}
 	s := c.schema
 	if covered(s.PrimaryFieldDBNames) {
+		c.uniqueKey = s.PrimaryFieldDBNames
 		return nil
 	}
 	for _, f := range s.Fields {
 		if f.Unique && has(f.DBName) {
+			c.uniqueKey = []string{f.DBName}
 			return nil
 		}
 	}
 	declared := indexesOf(s)
 	for _, columns := range declared.unique {
 		if covered(columns) {
+			c.uniqueKey = columns
 			return nil
 		}
 	}
@@ -94,7 +99,8 @@ func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
 	// one by name), table and column set. Only a covered key is cached: an
 	// index created later then counts without a restart.
 	cacheKey := uniqueKey{c.tx.Dialector, resolverName(c.tx), table, strings.Join(names, "\x00")}
-	if _, hit := p.uniqueCache.Load(cacheKey); hit {
+	if key, hit := p.uniqueCache.Load(cacheKey); hit {
+		c.uniqueKey = key.([]string)
 		return nil
 	}
 	// On the primary: an index created a moment ago may not have reached a
@@ -103,10 +109,12 @@ func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
 	if err != nil {
 		return fmt.Errorf("safefind: read the unique indexes of %s: %w", table, err)
 	}
-	if !slices.ContainsFunc(keySets, covered) {
+	i := slices.IndexFunc(keySets, covered)
+	if i < 0 {
 		return notUnique()
 	}
-	p.uniqueCache.Store(cacheKey, true)
+	c.uniqueKey = keySets[i]
+	p.uniqueCache.Store(cacheKey, keySets[i])
 	return nil
 }
 

@@ -53,6 +53,12 @@ type Dialect interface {
 	// MaxParams is the most bind parameters one statement may carry.
 	MaxParams() int
 
+	// UpsertCreated returns the column that a RETURNING clause adds to an
+	// INSERT ... ON CONFLICT DO UPDATE to tell the row it inserted (true)
+	// from the row it updated; nil where the dialect has none, and such an
+	// upsert cannot report created exactly.
+	UpsertCreated() *clause.Column
+
 	// BatchesStatements reports whether an Exec without arguments may hold
 	// several statements separated by semicolons, sent in one round trip
 	// (PostgreSQL's simple query protocol); without prepared statements.

@@ -32,6 +32,10 @@ func (mysql) SnapshotHidesCommitted(*gorm.DB) (bool, error) { return false, nil 
 
 func (mysql) MaxParams() int { return 65535 }
 
+// UpsertCreated: none in a result set (ON DUPLICATE KEY UPDATE tells by
+// its affected rows).
+func (mysql) UpsertCreated() *clause.Column { return nil }
+
 // BatchesStatements: not unless the DSN sets multiStatements, which safefind
 // cannot see.
 func (mysql) BatchesStatements() bool { return false }

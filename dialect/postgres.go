@@ -31,6 +31,12 @@ func (postgres) LatestRead() clause.Expression { return nil }
 func (postgres) SubtransactionCache() int { return 64 }
 func (postgres) MaxParams() int           { return 65535 }
 
+// UpsertCreated: a row version that an INSERT created has no xmax; the
+// version that ON CONFLICT DO UPDATE writes carries the updater's.
+func (postgres) UpsertCreated() *clause.Column {
+	return &clause.Column{Name: "(xmax = 0)", Raw: true}
+}
+
 // BatchesStatements: an Exec without arguments is a simple query, which may
 // hold several statements.
 func (postgres) BatchesStatements() bool { return true }

@@ -27,6 +27,9 @@ func (sqlite) SnapshotHidesCommitted(*gorm.DB) (bool, error) { return false, nil
 func (sqlite) MaxParams() int                                { return 32766 }
 func (sqlite) BatchesStatements() bool                       { return false }
 
+// UpsertCreated: none; RETURNING shows the row, not what happened to it.
+func (sqlite) UpsertCreated() *clause.Column { return nil }
+
 // SubtransactionCache: SQLite savepoints are journal marks, with no cliff.
 func (sqlite) SubtransactionCache() int { return 0 }
 

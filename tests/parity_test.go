@@ -33,6 +33,18 @@ type Person struct {
 	UpdatedAt time.Time
 }
 
+// PlainPerson is Person without hooks: CreateOrFind with Assign is then one
+// statement where the dialect allows (PostgreSQL).
+type PlainPerson struct {
+	ID        uint
+	Name      string `gorm:"size:64;uniqueIndex"`
+	Age       int
+	Note      string `gorm:"size:64"`
+	Active    bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
 type personHooksKey struct{}
 
 // personHooks counts the update hooks GORM runs.
@@ -156,34 +168,34 @@ type parityRun struct {
 	hooks [4]int64
 }
 
-func (e *env) runParity(t *testing.T, c parityCase, run func(db *gorm.DB, dest *Person) error) parityRun {
+func runParity[T Person | PlainPerson](t *testing.T, e *env, c parityCase, run func(db *gorm.DB, dest *T) error) parityRun {
 	t.Helper()
-	e.reset(t, &Person{})
+	e.reset(t, new(T))
 	seeded := map[string]time.Time{}
 	for _, s := range c.seed {
-		s := s
-		require.NoError(t, e.other.Create(&s).Error)
-		seeded[s.Name] = s.UpdatedAt
+		row := T(s)
+		require.NoError(t, e.other.Create(&row).Error)
+		seeded[s.Name] = time.Time{}
 	}
 	for name := range seeded {
 		// Stored times are cut to the column's precision.
-		var p Person
+		var p T
 		require.NoError(t, e.other.Where("name = ?", name).First(&p).Error)
-		seeded[name] = p.UpdatedAt
+		seeded[name] = Person(p).UpdatedAt
 	}
 	// Not a synchronisation: an update must move UpdatedAt past the
 	// column's precision (a millisecond on MySQL/MariaDB) to be seen.
 	time.Sleep(2 * time.Millisecond)
 	h := &personHooks{}
 	db := e.db.WithContext(context.WithValue(context.Background(), personHooksKey{}, h))
-	var dest Person
+	var dest T
 	err := run(c.chain(db), &dest)
-	var stored []Person
+	var stored []T
 	require.NoError(t, e.other.Order("name").Find(&stored).Error)
-	out := parityRun{err: err, dest: parityOf(dest, seeded),
+	out := parityRun{err: err, dest: parityOf(Person(dest), seeded),
 		hooks: [4]int64{h.beforeSave.Load(), h.beforeUpdate.Load(), h.afterUpdate.Load(), h.afterSave.Load()}}
 	for _, s := range stored {
-		out.rows = append(out.rows, parityOf(s, seeded))
+		out.rows = append(out.rows, parityOf(Person(s), seeded))
 	}
 	return out
 }
@@ -191,31 +203,36 @@ func (e *env) runParity(t *testing.T, c parityCase, run func(db *gorm.DB, dest *
 func TestFirstOrCreateParity(t *testing.T) {
 	forEachDB(t, func(t *testing.T, e *env) {
 		for _, c := range parityCases {
-			t.Run(c.name, func(t *testing.T) {
-				gormRun := e.runParity(t, c, func(db *gorm.DB, dest *Person) error {
-					return db.FirstOrCreate(dest, c.conds...).Error
-				})
-				require.NoError(t, gormRun.err)
-				for _, o := range ops {
-					if o.name == "CreateOrFind" && !c.insertFirst {
-						continue
-					}
-					got := e.runParity(t, c, func(db *gorm.DB, dest *Person) error {
-						_, err := o.fn(db, dest, c.conds...)
-						return err
-					})
-					require.NoError(t, got.err, o.name)
-					assert.Equal(t, gormRun.rows, got.rows, "%s: rows stored", o.name)
-					assert.Equal(t, gormRun.dest, got.dest, "%s: dest", o.name)
-					want := gormRun.hooks
-					if hit := len(gormRun.rows) == len(c.seed); hit && o.name == "CreateOrFind" {
-						want[0]++ // the BeforeSave of the INSERT it tries first
-					}
-					assert.Equal(t, want, got.hooks, "%s: BeforeSave, BeforeUpdate, AfterUpdate, AfterSave", o.name)
-				}
-			})
+			t.Run(c.name, func(t *testing.T) { checkParity[Person](t, e, c) })
+			t.Run(c.name+"/no hooks", func(t *testing.T) { checkParity[PlainPerson](t, e, c) })
 		}
 	})
+}
+
+// checkParity runs c through FirstOrCreate and both calls, into a T.
+func checkParity[T Person | PlainPerson](t *testing.T, e *env, c parityCase) {
+	gormRun := runParity(t, e, c, func(db *gorm.DB, dest *T) error {
+		return db.FirstOrCreate(dest, c.conds...).Error
+	})
+	require.NoError(t, gormRun.err)
+	for _, o := range ops {
+		if o.name == "CreateOrFind" && !c.insertFirst {
+			continue
+		}
+		got := runParity(t, e, c, func(db *gorm.DB, dest *T) error {
+			_, err := o.fn(db, dest, c.conds...)
+			return err
+		})
+		require.NoError(t, got.err, o.name)
+		assert.Equal(t, gormRun.rows, got.rows, "%s: rows stored", o.name)
+		assert.Equal(t, gormRun.dest, got.dest, "%s: dest", o.name)
+		want := gormRun.hooks
+		_, hooked := any(new(T)).(*Person)
+		if hit := len(gormRun.rows) == len(c.seed); hooked && hit && o.name == "CreateOrFind" {
+			want[0]++ // the BeforeSave of the INSERT it tries first
+		}
+		assert.Equal(t, want, got.hooks, "%s: BeforeSave, BeforeUpdate, AfterUpdate, AfterSave", o.name)
+	}
 }
 
 // What FirstOrCreate would silently drop or store wrongly, safefind refuses,
@@ -268,5 +285,57 @@ func TestAttrsAssignRefused(t *testing.T) {
 				require.ErrorIs(t, err, safefind.ErrInvalidAttributes, o.name)
 			}
 		})
+	})
+}
+
+// Assign updates the lookup's row and no other: not a row that holds
+// another unique key of the row to create (on MySQL/MariaDB, ON DUPLICATE
+// KEY UPDATE would update that one), not a row that holds the lookup's
+// unique key but not the rest of the lookup.
+func TestAssignNeverTouchesAnotherRow(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		for _, o := range ops {
+			t.Run(o.name, func(t *testing.T) {
+				e.reset(t, &Member{})
+				other := Member{OrgID: 1, Email: "a@x", Handle: "taken", Age: 1}
+				mine := Member{OrgID: 1, Email: "b@x", Handle: "mine", Age: 2}
+				require.NoError(t, e.other.Create(&other).Error)
+				require.NoError(t, e.other.Create(&mine).Error)
+				age := func(id uint) int {
+					var m Member
+					require.NoError(t, e.other.First(&m, id).Error)
+					return m.Age
+				}
+
+				// The lookup's row exists; the row to create would also take
+				// another row's handle: the lookup's row is updated.
+				dest := Member{Handle: "taken"}
+				created, err := o.fn(e.db.Where(&Member{OrgID: 1, Email: "b@x"}).Assign(Member{Age: 20}), &dest)
+				require.NoError(t, err)
+				assert.False(t, created)
+				assert.Equal(t, mine.ID, dest.ID)
+				assert.Equal(t, 20, age(mine.ID))
+				assert.Equal(t, 1, age(other.ID), "the row holding the handle is untouched")
+
+				// The lookup's row does not exist, and the row to create takes
+				// another row's handle: a conflict that no row of the lookup
+				// explains, and nothing is updated.
+				dest = Member{Handle: "taken"}
+				_, err = o.fn(e.db.Where(&Member{OrgID: 1, Email: "c@x"}).Assign(Member{Age: 30}), &dest)
+				require.ErrorIs(t, err, safefind.ErrConflictNotFound)
+				assert.Equal(t, 1, age(other.ID), "the row holding the handle is untouched")
+				assert.Equal(t, 20, age(mine.ID))
+
+				// The lookup names the unique key and more: a row with the key
+				// but another age is not the lookup's, and is not updated.
+				dest = Member{}
+				_, err = o.fn(e.db.Where(&Member{OrgID: 1, Email: "a@x", Age: 5}).Assign(Member{Handle: "renamed"}), &dest)
+				require.ErrorIs(t, err, safefind.ErrConflictNotFound)
+				var stored Member
+				require.NoError(t, e.other.First(&stored, other.ID).Error)
+				assert.Equal(t, "taken", stored.Handle)
+				assert.EqualValues(t, 2, e.count(t, &Member{}))
+			})
+		}
 	})
 }

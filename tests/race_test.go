@@ -142,56 +142,64 @@ func TestLostRace(t *testing.T) {
 }
 
 // Callers released together on ten fresh keys, ten per key, each assigning
-// its own note: bare and inside RetryTransaction, both calls. No errors; one
-// row per key; exactly one caller per key created it; every caller's dest
-// holds the key's one id and its own assignment (the row as that caller's
-// UPDATE left it); the stored row holds one of the assignments.
+// its own note: bare and inside RetryTransaction, both calls, on a model
+// with hooks and one without (CreateOrFind's one-statement upsert on
+// PostgreSQL). No errors; one row per key; exactly one caller per key
+// created it; every caller's dest holds the key's one id and its own
+// assignment (the row as that caller's UPDATE left it); the stored row holds
+// one of the assignments.
 func TestConcurrentAssign(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		t.Run("hooks", func(t *testing.T) { concurrentAssign[Person](t, e) })
+		t.Run("no hooks", func(t *testing.T) { concurrentAssign[PlainPerson](t, e) })
+	})
+}
+
+func concurrentAssign[T Person | PlainPerson](t *testing.T, e *env) {
 	const (
 		keys    = 10
 		perKey  = 10
 		workers = keys * perKey
 	)
-	forEachDB(t, func(t *testing.T, e *env) {
-		for _, o := range ops {
-			for _, inTx := range []bool{false, true} {
-				t.Run(fmt.Sprintf("%s/RetryTransaction=%v", o.name, inTx), func(t *testing.T) {
-					e.reset(t, &Person{})
-					dests := make([]Person, workers)
-					errs := make([]error, workers)
-					created := make([]bool, workers)
-					release(workers, func(i int) {
-						key, note := fmt.Sprintf("key-%d", i%keys), fmt.Sprintf("worker-%d", i)
-						call := func(tx *gorm.DB) (err error) {
-							dests[i] = Person{}
-							created[i], err = o.fn(tx.Where(&Person{Name: key}).Assign(map[string]any{"note": note}), &dests[i])
-							return err
-						}
-						if inTx {
-							errs[i] = safefind.RetryTransaction(e.db, call)
-						} else {
-							errs[i] = call(e.db)
-						}
-					})
-					createdPerKey := map[string]int{}
-					for i := range workers {
-						require.NoError(t, errs[i], "worker %d", i)
-						key := fmt.Sprintf("key-%d", i%keys)
-						var stored Person
-						require.NoError(t, e.other.Where("name = ?", key).First(&stored).Error)
-						assert.Equal(t, stored.ID, dests[i].ID, "worker %d holds the key's row", i)
-						assert.Equal(t, fmt.Sprintf("worker-%d", i), dests[i].Note, "worker %d holds its own assignment", i)
-						assert.Regexp(t, `^worker-\d+$`, stored.Note)
-						if created[i] {
-							createdPerKey[key]++
-						}
+	for _, o := range ops {
+		for _, inTx := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/RetryTransaction=%v", o.name, inTx), func(t *testing.T) {
+				e.reset(t, new(T))
+				dests := make([]T, workers)
+				errs := make([]error, workers)
+				created := make([]bool, workers)
+				release(workers, func(i int) {
+					key, note := fmt.Sprintf("key-%d", i%keys), fmt.Sprintf("worker-%d", i)
+					call := func(tx *gorm.DB) (err error) {
+						var zero T
+						dests[i] = zero
+						created[i], err = o.fn(tx.Where(&Person{Name: key}).Assign(map[string]any{"note": note}), &dests[i])
+						return err
 					}
-					assert.EqualValues(t, keys, e.count(t, &Person{}), "one row per key")
-					for k := range keys {
-						assert.Equal(t, 1, createdPerKey[fmt.Sprintf("key-%d", k)], "key-%d created exactly once", k)
+					if inTx {
+						errs[i] = safefind.RetryTransaction(e.db, call)
+					} else {
+						errs[i] = call(e.db)
 					}
 				})
-			}
+				createdPerKey := map[string]int{}
+				for i := range workers {
+					require.NoError(t, errs[i], "worker %d", i)
+					key := fmt.Sprintf("key-%d", i%keys)
+					var stored T
+					require.NoError(t, e.other.Where("name = ?", key).First(&stored).Error)
+					assert.Equal(t, Person(stored).ID, Person(dests[i]).ID, "worker %d holds the key's row", i)
+					assert.Equal(t, fmt.Sprintf("worker-%d", i), Person(dests[i]).Note, "worker %d holds its own assignment", i)
+					assert.Regexp(t, `^worker-\d+$`, Person(stored).Note)
+					if created[i] {
+						createdPerKey[key]++
+					}
+				}
+				assert.EqualValues(t, keys, e.count(t, new(T)), "one row per key")
+				for k := range keys {
+					assert.Equal(t, 1, createdPerKey[fmt.Sprintf("key-%d", k)], "key-%d created exactly once", k)
+				}
+			})
 		}
-	})
+	}
 }
