@@ -82,7 +82,10 @@ func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 //     other errors into warnings.
 //
 // A conflict never writes to the existing row and fires no UPDATE trigger,
-// unless the chain has Assign, whose UPDATE then follows the read;
+// unless the chain has Assign, whose UPDATE then follows the read (on
+// PostgreSQL, for a model without hooks or associations and a chain without
+// Select or Omit, INSERT and UPDATE are one statement: INSERT ... ON
+// CONFLICT DO UPDATE ... WHERE the lookup RETURNING, created exact);
 // AfterCreate and AfterSave hooks run only for a row that was created.
 // Associations to save need a savepoint inside a transaction.
 //
