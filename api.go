@@ -34,7 +34,9 @@ import "gorm.io/gorm"
 // dest holding the row as updated. Associations set on dest (or by Attrs
 // and Assign) are saved with a row this call creates, as Create saves them,
 // in a transaction or savepoint of their own: a call that finds the row, or
-// loses the race, leaves none of them behind. What FirstOrCreate would
+// loses the race, leaves none of them behind (but for what Assign's UPDATE
+// saves, as FirstOrCreate's Updates does). On a hit dest gets the row's
+// columns; its other fields keep their values. What FirstOrCreate would
 // silently drop is refused: see [ErrInvalidAttributes].
 //
 // created is true only for the one caller whose INSERT created the row.

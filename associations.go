@@ -7,6 +7,7 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+	"gorm.io/gorm/schema"
 )
 
 // Associations. A row to create that carries associations (set on dest, or
@@ -19,8 +20,8 @@ import (
 // with everything saved before it. An INSERT that skipped its row (ON
 // CONFLICT DO NOTHING) fails with errSkippedRow, a duplicate-key error, so
 // that GORM saves nothing after it and the scope rolls back what it saved
-// before. On a row that exists, Assign's associations are not saved, as
-// with FirstOrCreate.
+// before. On a row that exists, only Assign's UPDATE saves associations, as
+// FirstOrCreate's Updates does (update.go).
 
 // errSkippedRow: the INSERT of a row with associations skipped the row (it
 // exists). It is a duplicate-key error, handled as the conflict it is.
@@ -75,4 +76,50 @@ func (b *batch) refuseAssociations() error {
 		}
 	}
 	return nil
+}
+
+// zeroKeys returns the primary key fields of the row to create and of its
+// associations (one level down) that are zero. An INSERT rolled back after
+// GORM set them leaves them set, and the next attempt would insert those
+// ids explicitly, or link to another caller's row that took them: they are
+// zeroed again before every attempt, and after a failed call.
+func (c *call) zeroKeys() []reflect.Value {
+	ctx := c.tx.Statement.Context
+	var out []reflect.Value
+	collect := func(v reflect.Value, fields []*schema.Field) {
+		for v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return
+			}
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct {
+			return
+		}
+		for _, f := range fields {
+			if fv := f.ReflectValueOf(ctx, v); fv.CanSet() && fv.IsZero() {
+				out = append(out, fv)
+			}
+		}
+	}
+	dest := c.dest.Elem()
+	collect(dest, c.schema.PrimaryFields)
+	for _, rel := range c.schema.Relationships.Relations {
+		fv := reflect.Indirect(rel.Field.ReflectValueOf(ctx, dest))
+		if fv.Kind() == reflect.Slice || fv.Kind() == reflect.Array {
+			for i := range fv.Len() {
+				collect(fv.Index(i), rel.FieldSchema.PrimaryFields)
+			}
+			continue
+		}
+		collect(fv, rel.FieldSchema.PrimaryFields)
+	}
+	return out
+}
+
+// unset zeroes the fields.
+func unset(fields []reflect.Value) {
+	for _, f := range fields {
+		f.SetZero()
+	}
 }

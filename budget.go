@@ -18,7 +18,8 @@ import (
 // plugin follows, per transaction, the savepoints that pass through the
 // *gorm.DB (its own, GORM's nested transactions, anyone's Exec), and:
 //
-//   - FindOrCreate never takes a transaction past the budget: once the
+//   - FindOrCreate never takes a transaction past the budget (but for a row
+//     with associations, whose atomicity needs a savepoint): once the
 //     transaction has reached it, its INSERT skips conflicts (ON CONFLICT DO
 //     NOTHING) instead of running in a savepoint;
 //   - any statement that takes a transaction past the budget is reported,

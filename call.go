@@ -60,6 +60,10 @@ type call struct {
 	updates        map[string]any
 
 	writing plan // the plan of the INSERT under way
+	// What the INSERT under way did (hooks.go): whether it was sent, and
+	// its own error, as opposed to its associations'.
+	insertSent bool
+	insertErr  error
 	// uniqueKey: the columns of a primary key or unique index that the
 	// lookup's equalities cover (unique.go); nil with the guard off.
 	uniqueKey []string

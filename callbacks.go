@@ -28,6 +28,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		// Before the associations saved after the row: from there on, a
 		// row the INSERT skipped is known as skipped.
 		{"safefind:skipped", cb.Create().Get, cb.Create().After("gorm:create").Before("gorm:save_after_associations").Register, skipped},
+		{"safefind:inserting", cb.Create().Get, cb.Create().After("gorm:save_before_associations").Before("gorm:create").Register, inserting},
 		{"safefind:after", cb.Create().Get, cb.Create().After("gorm:create").Register, p.afterStatement},
 		{"safefind:after", cb.Query().Get, cb.Query().After("gorm:query").Register, p.afterStatement},
 		{"safefind:after", cb.Update().Get, cb.Update().After("gorm:update").Register, p.afterStatement},

@@ -35,9 +35,10 @@
 //	// db.Where(User{Email: e}).Attrs(User{Name: n}).Assign(User{Plan: p}).FirstOrCreate(&u)
 //	created, err := safefind.FindOrCreate(db.Where(User{Email: e}).Attrs(User{Name: n}).Assign(User{Plan: p}), &u)
 //
-// Associations on dest are saved with a row the call creates, atomically,
-// and never with a row it finds. What FirstOrCreate would silently drop (an
-// unknown column, a condition in Assign) is refused with
+// Associations on dest are saved with a row the call creates, atomically;
+// with a row it finds only by Assign's UPDATE, as FirstOrCreate's Updates
+// saves them. What FirstOrCreate would silently drop (an unknown column, a
+// condition or an expression in Attrs or Assign) is refused with
 // [ErrUnknownColumn] or [ErrInvalidAttributes] before anything is written.
 //
 // # Guarantees

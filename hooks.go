@@ -26,10 +26,16 @@ func hasUpdateHooks(s *schema.Schema) bool {
 // It acts on the call's INSERT of the call's own row only: a statement that
 // a hook clones from the INSERT carries the marker too (see marker.go).
 // A row saved with associations fails instead (errSkippedRow): its scope
-// then rolls back what was saved before it (associations.go).
+// then rolls back what was saved before it (associations.go). It also notes
+// the INSERT's own error, which tells a conflict of the row from one of its
+// associations' (insert.go).
 func skipped(db *gorm.DB) {
-	c := callOf(db)
-	if c == nil || db.Error != nil || db.RowsAffected > 0 || !c.dest.IsValid() || db.Statement.Dest != c.dest.Interface() {
+	c := ownInsert(db)
+	if c == nil {
+		return
+	}
+	c.insertErr = db.Error
+	if db.Error != nil || db.RowsAffected > 0 {
 		return
 	}
 	if c.writing.associations {
@@ -37,6 +43,26 @@ func skipped(db *gorm.DB) {
 		return
 	}
 	db.Statement.SkipHooks = true
+}
+
+// inserting is the Create callback just before gorm:create: it notes
+// whether the call's INSERT is sent (nothing before it, a belongs-to
+// association's save, failed).
+func inserting(db *gorm.DB) {
+	if c := ownInsert(db); c != nil {
+		c.insertSent = db.Error == nil
+	}
+}
+
+// ownInsert returns the call whose INSERT of its own row db is: marked, and
+// of the call's dest (a statement that a hook clones from the INSERT carries
+// the marker too, see marker.go).
+func ownInsert(db *gorm.DB) *call {
+	c := callOf(db)
+	if c == nil || !c.dest.IsValid() || db.Statement.Dest != c.dest.Interface() {
+		return nil
+	}
+	return c
 }
 
 // runHooks runs hook, one of GORM's create-hook callbacks, on every row of

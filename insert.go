@@ -1,6 +1,8 @@
 package safefind
 
 import (
+	"errors"
+
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
@@ -21,12 +23,13 @@ func (c *call) insert(pl plan) (created bool, dup error, err error) {
 	if pl.conflict == conflictSkips {
 		db = db.Clauses(c.d.SkipOnConflict()...)
 	}
+	c.insertSent, c.insertErr = false, nil
 	r := mark(db, c).Create(c.dest.Interface())
 	switch {
 	case r.Error == nil:
 		return r.RowsAffected > 0, nil, nil
-	case isDuplicate(c.tx.Dialector, r.Error):
-		return false, r.Error, nil
+	case errors.Is(r.Error, errSkippedRow) || c.insertSent && isDuplicate(c.tx.Dialector, c.insertErr):
+		return false, r.Error, nil // the row's conflict, not an association's
 	}
 	return false, nil, r.Error
 }

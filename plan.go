@@ -1,5 +1,7 @@
 package safefind
 
+import "reflect"
+
 // The write plan. Every call writes through one plan, for one row or many:
 // what its INSERT does with a row that exists, what the INSERT runs in, and
 // whether the row's associations are saved with it. The plan is decided
@@ -79,15 +81,32 @@ func (c *call) planSkipping() plan {
 }
 
 // canUpsert reports whether CreateOrFind's INSERT and Assign's UPDATE can
-// be one statement that sends what FirstOrCreate's UPDATE would: the
-// dialect reports created from it, the lookup's unique key is known, and
+// be one statement that stores what FirstOrCreate's UPDATE would: the
+// dialect reports created from it; the lookup's unique key is known;
 // nothing but the row is written (no hooks, no associations, no Select or
-// Omit on the chain).
+// Omit on the chain, no soft delete, whose UPDATE has a condition of its
+// own); outside the caller's transaction, which a unique violation on
+// another key would abort (ON CONFLICT names one key); and every assigned
+// value is one the INSERT stores as given (upsert.go).
 func (c *call) canUpsert(pl plan) bool {
-	st := c.tx.Statement
-	return c.op == opCreateOrFind && pl.existing == existingUpdated && c.d.UpsertCreated() != nil &&
-		len(c.uniqueKey) > 0 && !pl.associations && pl.scope == scopeStatement &&
-		!hasCreateHooks(c.schema) && !hasUpdateHooks(c.schema) && len(st.Selects) == 0 && len(st.Omits) == 0
+	st, s := c.tx.Statement, c.schema
+	if c.op != opCreateOrFind || pl.existing != existingUpdated || c.d.UpsertCreated() == nil || c.inTx ||
+		len(c.uniqueKey) == 0 || pl.associations || pl.scope != scopeStatement ||
+		hasCreateHooks(s) || hasUpdateHooks(s) || len(st.Selects) > 0 || len(st.Omits) > 0 ||
+		len(s.QueryClauses) > 0 || len(s.UpdateClauses) > 0 {
+		return false
+	}
+	for k, v := range c.updates {
+		f := s.LookUpField(k)
+		if f == nil || f.DBName == "" || !f.Creatable || !f.Updatable || f.Serializer != nil ||
+			f.AutoCreateTime > 0 || !assignable(v) {
+			return false
+		}
+		if f.HasDefaultValue && reflect.ValueOf(v).IsZero() {
+			return false // the INSERT would store the default
+		}
+	}
+	return true
 }
 
 // planFailing is the plan of FindOrCreate's INSERT after a miss: a plain

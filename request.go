@@ -80,14 +80,38 @@ func (c *call) readRequest(stmt *gorm.Statement) error {
 	if err := c.checkAssignments(stmt.Context); err != nil {
 		return err
 	}
-	for _, a := range c.assigns {
-		if a.field.DBName == "" {
-			continue // an association: set on the row to create, not updated (as FirstOrCreate)
+	if len(assigns) > 0 {
+		return c.readUpdates(stmt, assigns)
+	}
+	return nil
+}
+
+// readUpdates reads Assign as FirstOrCreate updates a row that exists with
+// it: the column = value pairs of GORM's BuildCondition over all of Assign's
+// arguments, keyed by the column or field name as written, for Updates. A
+// struct gives its non-zero columns (not its associations); a map gives its
+// keys, associations by name included; Assign(T{...}, "Age") only Age.
+func (c *call) readUpdates(stmt *gorm.Statement, assigns []any) error {
+	exprs, err := buildCondition(stmt, assigns)
+	if err != nil {
+		return fmt.Errorf("%w: Assign: %w", ErrInvalidAttributes, err)
+	}
+	c.updates = make(map[string]any, len(exprs))
+	for i := 0; i < len(exprs); i++ {
+		switch e := exprs[i].(type) {
+		case clause.AndConditions:
+			exprs = append(exprs, e.Exprs...)
+		case clause.Eq:
+			switch col := e.Column.(type) {
+			case string:
+				c.updates[col] = e.Value
+			case clause.Column:
+				c.updates[col.Name] = e.Value
+			}
 		}
-		if c.updates == nil {
-			c.updates = make(map[string]any, len(c.assigns))
-		}
-		c.updates[a.field.DBName] = a.value
+	}
+	if len(c.updates) == 0 {
+		c.updates = nil
 	}
 	return nil
 }
@@ -194,6 +218,11 @@ func (c *call) checkAssignments(ctx context.Context) error {
 	scratch := reflect.New(c.schema.ModelType).Elem()
 	for _, list := range [][]assignment{c.attrs, c.assigns} {
 		for _, a := range list {
+			switch a.value.(type) {
+			case clause.Expression, *gorm.DB:
+				// GORM sets nothing for it on the row it creates.
+				return fmt.Errorf("%w: %s = %v is an expression, which FirstOrCreate would drop from the row it creates", ErrInvalidAttributes, a.field.Name, a.value)
+			}
 			if err := a.field.Set(ctx, scratch, a.value); err != nil {
 				return fmt.Errorf("%w: %s cannot take %#v: %w", ErrInvalidAttributes, a.field.Name, a.value, err)
 			}

@@ -17,9 +17,11 @@ import (
 func (c *call) writeOne(pl plan) (created bool, err error) {
 	prepared := reflect.New(c.dest.Type().Elem()).Elem()
 	prepared.Set(c.dest.Elem())
+	var zeroKeys []reflect.Value // of the row and its associations (associations.go)
 	defer func() {
 		if err != nil {
 			c.dest.Elem().Set(prepared)
+			unset(zeroKeys)
 		}
 	}()
 	ctx := c.tx.Statement.Context
@@ -28,6 +30,9 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 	}
 	if err := c.setRequest(ctx); err != nil {
 		return false, err
+	}
+	if pl.associations {
+		zeroKeys = c.zeroKeys()
 	}
 	c.writing = pl
 	if pl.budgetSwitch {
@@ -42,6 +47,7 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 			updated bool // by the upsert
 		)
 		err = c.retryStatement(&retries, func() error {
+			unset(zeroKeys) // a rolled back attempt leaves them set
 			var err error
 			if pl.conflict == conflictUpdates {
 				created, updated, dup, err = c.upsert()
@@ -50,6 +56,9 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 			}
 			return err
 		})
+		if !created {
+			unset(zeroKeys) // nothing of theirs was kept
+		}
 		if dup != nil || err == nil && !created {
 			c.record(EventConflict, 1)
 		}
@@ -69,8 +78,21 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 			return false, err
 		}
 		if found {
+			// As on a hit: the caller's dest, not the row it tried to
+			// create (Assign's associations are saved with a created row
+			// only).
+			c.dest.Elem().Set(prepared)
 			if found, err = c.settle(pl, row); err != nil {
 				return false, err
+			}
+			if !found {
+				// Deleted before its update: create it again.
+				if err := c.assign(ctx); err != nil {
+					return false, err
+				}
+				if err := c.setRequest(ctx); err != nil {
+					return false, err
+				}
 			}
 		}
 		if found {
@@ -91,10 +113,26 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 	}
 }
 
-// insertInScope runs the INSERT in the plan's savepoint, if it has one.
+// insertInScope runs the INSERT in the plan's scope: a savepoint, or a
+// transaction of safefind's own for a row with associations (GORM's default
+// transaction, which serves create hooks, can be turned off; the
+// associations' atomicity cannot). A conflict rolls either back.
 func (c *call) insertInScope(pl plan) (created bool, dup, err error) {
-	if pl.scope == scopeSavepoint {
+	switch {
+	case pl.scope == scopeSavepoint:
 		return c.inSavepoint(func() (bool, error, error) { return c.insert(pl) })
+	case pl.scope == scopeTransaction && pl.associations:
+		err = c.tx.Transaction(func(t *gorm.DB) error {
+			in := *c
+			in.tx, in.inTx = t, true
+			var ierr error
+			created, dup, ierr = in.insert(pl)
+			return errors.Join(dup, ierr)
+		})
+		if dup != nil {
+			return false, dup, nil
+		}
+		return created, nil, err
 	}
 	return c.insert(pl)
 }

@@ -22,9 +22,9 @@ import (
 // would, and returns it with created exact. The DO UPDATE's WHERE keeps the
 // UPDATE off a row that holds the key but not the rest of the lookup: that
 // row is not the lookup's, and the statement returns nothing. The plan takes
-// this path only where it is the same as the UPDATE FirstOrCreate sends: a
-// model without create or update hooks, a row without associations, and a
-// chain without Select or Omit (plan.go).
+// this path only where it stores what FirstOrCreate's UPDATE would (plan.go,
+// canUpsert): the SET takes the INSERT's values (excluded), so every
+// assigned value must be one the INSERT stores as given.
 
 // upsert runs the upsert for dest, and sets dest to the row it returns.
 // updated is true when the lookup's row existed and was updated; neither is
@@ -33,8 +33,8 @@ import (
 // with the database's error in dup.
 func (c *call) upsert() (created, updated bool, dup, err error) {
 	set := make([]string, 0, len(c.updates)+1)
-	for col := range c.updates {
-		set = append(set, col)
+	for k := range c.updates {
+		set = append(set, c.schema.LookUpField(k).DBName) // canUpsert checked the field
 	}
 	for _, f := range c.schema.Fields {
 		if f.AutoUpdateTime > 0 && f.DBName != "" && !slices.Contains(set, f.DBName) {
@@ -88,7 +88,7 @@ func (c *call) upsert() (created, updated bool, dup, err error) {
 	if !found {
 		return false, false, nil, nil
 	}
-	c.dest.Elem().Set(row.Elem())
+	c.setColumns(row)
 	return flagged.flag, !flagged.flag, nil, nil
 }
 

@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -125,6 +126,12 @@ var parityCases = []parityCase{
 	}, nil, true},
 	{"Assign the lookup's own value, hit", existing, func(db *gorm.DB) *gorm.DB {
 		return db.Where(&Person{Name: "ann"}).Assign(map[string]any{"name": "ann", "age": 1})
+	}, nil, true},
+	{"Assign struct narrowed by a name, hit", existing, func(db *gorm.DB) *gorm.DB {
+		return db.Where(&Person{Name: "ann"}).Assign(Person{Age: 5, Note: "n"}, "Age")
+	}, nil, true},
+	{"Assign struct narrowed by a name, miss", existing, func(db *gorm.DB) *gorm.DB {
+		return db.Where(&Person{Name: "liz"}).Assign(Person{Age: 5, Note: "n"}, "Age")
 	}, nil, true},
 	{"Assign with inline conditions, hit", existing, func(db *gorm.DB) *gorm.DB { return db.Assign("age", 66) }, []any{Person{Name: "bob"}}, true},
 	{"Assign with a filter, hit", existing, func(db *gorm.DB) *gorm.DB {
@@ -256,6 +263,9 @@ func TestAttrsAssignRefused(t *testing.T) {
 			{"Attrs that changes the lookup's key", func(db *gorm.DB) *gorm.DB {
 				return db.Where(&Person{Name: "new"}).Attrs(Person{Name: "other"})
 			}, safefind.ErrInvalidAttributes},
+			{"Assign an expression, which FirstOrCreate drops when it creates", func(db *gorm.DB) *gorm.DB {
+				return db.Where("name = ?", "ann").Assign(map[string]any{"age": gorm.Expr("age + 1")})
+			}, safefind.ErrInvalidAttributes},
 			{"Attrs set in a scope, which FirstOrCreate ignores", func(db *gorm.DB) *gorm.DB {
 				return db.Scopes(func(d *gorm.DB) *gorm.DB { return d.Where("name = ?", "jo").Attrs("age", 9) })
 			}, safefind.ErrInvalidAttributes},
@@ -337,5 +347,43 @@ func TestAssignNeverTouchesAnotherRow(t *testing.T) {
 				assert.EqualValues(t, 2, e.count(t, &Member{}))
 			})
 		}
+	})
+}
+
+type replaceKey struct{}
+
+// A row deleted and created again under another id between the read and
+// Assign's UPDATE: the UPDATE matches nothing, the read after it finds the
+// new row, and the new row is updated, never returned as updated without
+// it.
+func TestAssignRowReplacedBeforeUpdate(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &PlainPerson{})
+		first := PlainPerson{Name: "ann", Note: "first"}
+		require.NoError(t, e.other.Create(&first).Error)
+		var replaced PlainPerson
+		var once sync.Once
+		require.NoError(t, e.db.Callback().Update().Before("gorm:update").Register("test:replace", func(db *gorm.DB) {
+			if _, ok := db.Statement.Context.Value(replaceKey{}).(bool); !ok {
+				return
+			}
+			once.Do(func() {
+				require.NoError(t, e.other.Delete(&PlainPerson{}, first.ID).Error)
+				replaced = PlainPerson{Name: "ann", Note: "another caller's"}
+				require.NoError(t, e.other.Create(&replaced).Error)
+			})
+		}))
+		ctx := context.WithValue(context.Background(), replaceKey{}, true)
+		var dest PlainPerson
+		created, err := safefind.FindOrCreate(e.db.WithContext(ctx).Where(&PlainPerson{Name: "ann"}).Assign(map[string]any{"note": "mine"}), &dest)
+		require.NoError(t, err)
+		assert.False(t, created)
+		require.NotZero(t, replaced.ID, "the row was replaced before the UPDATE")
+		assert.Equal(t, replaced.ID, dest.ID)
+		assert.Equal(t, "mine", dest.Note)
+		var stored PlainPerson
+		require.NoError(t, e.other.Where("name = ?", "ann").First(&stored).Error)
+		assert.Equal(t, replaced.ID, stored.ID)
+		assert.Equal(t, "mine", stored.Note, "the row that holds the key got the assignment")
 	})
 }
