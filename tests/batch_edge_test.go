@@ -186,9 +186,7 @@ type Picky struct {
 type pickyHooksKey struct{}
 
 func (p *Picky) BeforeCreate(tx *gorm.DB) error {
-	if n, ok := tx.Statement.Context.Value(pickyHooksKey{}).(*atomic.Int64); ok {
-		n.Add(1)
-	}
+	countInto(tx, pickyHooksKey{})
 	if strings.HasPrefix(p.Name, "bad") {
 		return fmt.Errorf("%s refused", p.Name)
 	}

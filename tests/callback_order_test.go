@@ -21,9 +21,7 @@ type Probe struct {
 type probeHooksKey struct{}
 
 func (p *Probe) BeforeCreate(tx *gorm.DB) error {
-	if n, ok := tx.Statement.Context.Value(probeHooksKey{}).(*atomic.Int64); ok {
-		n.Add(1)
-	}
+	countInto(tx, probeHooksKey{})
 	return nil
 }
 

@@ -66,9 +66,7 @@ func (o *Owner) AfterCreate(tx *gorm.DB) error {
 }
 
 func (t *Toy) AfterCreate(tx *gorm.DB) error {
-	if n, ok := tx.Statement.Context.Value(toyHooksKey{}).(*atomic.Int64); ok {
-		n.Add(1)
-	}
+	countInto(tx, toyHooksKey{})
 	return nil
 }
 

@@ -51,37 +51,28 @@ type personHooksKey struct{}
 // personHooks counts the update hooks GORM runs.
 type personHooks struct{ beforeSave, beforeUpdate, afterUpdate, afterSave atomic.Int64 }
 
-func hooksOf(tx *gorm.DB) *personHooks {
-	h, _ := tx.Statement.Context.Value(personHooksKey{}).(*personHooks)
-	return h
+// countHook counts one run of the hook which picks.
+func countHook(tx *gorm.DB, which func(*personHooks) *atomic.Int64) error {
+	if h, ok := tx.Statement.Context.Value(personHooksKey{}).(*personHooks); ok {
+		which(h).Add(1)
+	}
+	return nil
 }
 
 func (p *Person) BeforeSave(tx *gorm.DB) error {
-	if h := hooksOf(tx); h != nil {
-		h.beforeSave.Add(1)
-	}
-	return nil
+	return countHook(tx, func(h *personHooks) *atomic.Int64 { return &h.beforeSave })
 }
 
 func (p *Person) BeforeUpdate(tx *gorm.DB) error {
-	if h := hooksOf(tx); h != nil {
-		h.beforeUpdate.Add(1)
-	}
-	return nil
+	return countHook(tx, func(h *personHooks) *atomic.Int64 { return &h.beforeUpdate })
 }
 
 func (p *Person) AfterUpdate(tx *gorm.DB) error {
-	if h := hooksOf(tx); h != nil {
-		h.afterUpdate.Add(1)
-	}
-	return nil
+	return countHook(tx, func(h *personHooks) *atomic.Int64 { return &h.afterUpdate })
 }
 
 func (p *Person) AfterSave(tx *gorm.DB) error {
-	if h := hooksOf(tx); h != nil {
-		h.afterSave.Add(1)
-	}
-	return nil
+	return countHook(tx, func(h *personHooks) *atomic.Int64 { return &h.afterSave })
 }
 
 // parityCase is a chain and its inline conditions, run on a table that
