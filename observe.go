@@ -29,7 +29,8 @@ const (
 	EventConflict
 	// EventRetry: an INSERT is tried again, after a conflict whose row could
 	// not be found, or, outside a transaction, after it lost a deadlock or a
-	// Galera certification.
+	// Galera certification; or Assign's UPDATE is sent again, to a row
+	// deleted and created anew under another id.
 	EventRetry
 	// EventFailed: the call returned Err.
 	EventFailed
