@@ -82,15 +82,14 @@ func (c *call) planSkipping() plan {
 
 // canUpsert reports whether CreateOrFind's INSERT and Assign's UPDATE can
 // be one statement that stores what FirstOrCreate's UPDATE would: the
-// dialect reports created from it; the lookup's unique key is known;
-// nothing but the row is written (no hooks, no associations, no Select or
-// Omit on the chain, no soft delete, whose UPDATE has a condition of its
-// own); outside the caller's transaction, which a unique violation on
-// another key would abort (ON CONFLICT names one key); and every assigned
-// value is one the INSERT stores as given (upsert.go).
+// dialect reports created from it (upsertStyle); the lookup's unique key is
+// known; nothing but the row is written (no hooks, no associations, no
+// Select or Omit on the chain, no soft delete, whose UPDATE has a condition
+// of its own); and every assigned value is one the INSERT stores as given
+// (upsert.go).
 func (c *call) canUpsert(pl plan) bool {
 	st, s := c.tx.Statement, c.schema
-	if c.op != opCreateOrFind || pl.existing != existingUpdated || c.d.UpsertCreated() == nil || c.inTx ||
+	if c.op != opCreateOrFind || pl.existing != existingUpdated || !c.upsertStyle() ||
 		len(c.uniqueKey) == 0 || pl.associations || pl.scope != scopeStatement ||
 		hasCreateHooks(s) || hasUpdateHooks(s) || len(st.Selects) > 0 || len(st.Omits) > 0 ||
 		len(s.QueryClauses) > 0 || len(s.UpdateClauses) > 0 {
@@ -107,6 +106,51 @@ func (c *call) canUpsert(pl plan) bool {
 		}
 	}
 	return true
+}
+
+// upsertStyle reports whether the dialect can tell, from the upsert
+// statement itself, a row it inserted from one it updated: from a column
+// of the row returned, outside the caller's transaction, which a unique
+// violation on another key than ON CONFLICT's would abort (PostgreSQL); or
+// from the affected rows of ON DUPLICATE KEY UPDATE (MySQL/MariaDB), where
+// the row's id comes back through LAST_INSERT_ID: an auto-increment primary
+// key that the call does not set, no other column with a database default
+// (an INSERT without RETURNING reads none back), and no unique key in the
+// catalog other than the primary key and the lookup's.
+func (c *call) upsertStyle() bool {
+	if c.d.UpsertCreated() != nil {
+		return !c.inTx
+	}
+	if !c.d.UpsertAffectedRows(c.tx.Dialector) {
+		return false
+	}
+	s, ctx := c.schema, c.tx.Statement.Context
+	pk := s.PrioritizedPrimaryField
+	if pk == nil || !pk.AutoIncrement || len(s.PrimaryFields) != 1 {
+		return false
+	}
+	if _, zero := pk.ValueOf(ctx, c.dest.Elem()); !zero {
+		return false
+	}
+	for _, list := range [][]assignment{c.attrs, c.assigns} {
+		for _, a := range list {
+			if a.field == pk {
+				return false
+			}
+		}
+	}
+	for _, e := range c.eqs {
+		if e.field == pk {
+			return false
+		}
+	}
+	for _, f := range s.FieldsWithDefaultDBValue {
+		if f != pk {
+			return false
+		}
+	}
+	other, err := c.p.otherUniqueKey(c)
+	return err == nil && !other
 }
 
 // planFailing is the plan of FindOrCreate's INSERT after a miss: a plain

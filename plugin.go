@@ -20,7 +20,8 @@ var _ gorm.Plugin = (*Plugin)(nil)
 // read with [Plugin.Stats].
 type Plugin struct {
 	cfg         config
-	uniqueCache sync.Map // uniqueKey -> true: covered by a unique index in the catalog
+	uniqueCache sync.Map // uniqueKey -> the columns of a unique index in the catalog that cover it
+	tableKeys   sync.Map // uniqueKey without columns -> [][]string: a table's unique keys in the catalog
 	txs         txStates
 	stats       struct {
 		savepoints, found, created, conflicts, retries, budgetSwitches, overBudget atomic.Int64

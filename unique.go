@@ -161,3 +161,29 @@ var (
 	indexMu    sync.Mutex
 	indexCache sync.Map // *schema.Schema -> declaredIndexes
 )
+
+// otherUniqueKey reports whether the lookup's table has, in the catalog, a
+// unique key other than its primary key and the lookup's unique key: an
+// INSERT ... ON DUPLICATE KEY UPDATE could then meet a row by that key. The
+// catalog is read once per database and table: a key created later is not
+// seen, and the upsert's guard keeps such a row unchanged (upsert.go).
+func (p *Plugin) otherUniqueKey(c *call) (bool, error) {
+	cacheKey := uniqueKey{c.tx.Dialector, resolverName(c.tx), c.catalogTable, ""}
+	sets, ok := p.tableKeys.Load(cacheKey)
+	if !ok {
+		read, err := c.d.UniqueKeys(c.catalogDB(), c.catalogTable)
+		if err != nil {
+			return false, fmt.Errorf("safefind: read the unique indexes of %s: %w", c.catalogTable, err)
+		}
+		sets, _ = p.tableKeys.LoadOrStore(cacheKey, read)
+	}
+	same := func(a, b []string) bool {
+		return len(a) == len(b) && !slices.ContainsFunc(a, func(col string) bool { return !slices.Contains(b, col) })
+	}
+	for _, set := range sets.([][]string) {
+		if !same(set, c.schema.PrimaryFieldDBNames) && !same(set, c.uniqueKey) {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -32,16 +32,10 @@ import (
 // violation on another key is not an error: it is reported as a conflict,
 // with the database's error in dup.
 func (c *call) upsert() (created, updated bool, dup, err error) {
-	set := make([]string, 0, len(c.updates)+1)
-	for k := range c.updates {
-		set = append(set, c.schema.LookUpField(k).DBName) // canUpsert checked the field
+	set := c.upsertColumns()
+	if c.d.UpsertCreated() == nil {
+		return c.upsertByAffectedRows(set)
 	}
-	for _, f := range c.schema.Fields {
-		if f.AutoUpdateTime > 0 && f.DBName != "" && !slices.Contains(set, f.DBName) {
-			set = append(set, f.DBName)
-		}
-	}
-	slices.Sort(set)
 	target := make([]clause.Column, len(c.uniqueKey))
 	for i, col := range c.uniqueKey {
 		target[i] = clause.Column{Name: col}
@@ -117,4 +111,94 @@ func (r *flaggedRows) ColumnTypes() ([]*sql.ColumnType, error) {
 
 func (r *flaggedRows) Scan(dest ...any) error {
 	return r.Rows.Scan(append(dest, &r.flag)...)
+}
+
+// upsertColumns are the columns the upsert's UPDATE sets: Assign's and the
+// auto-update times, sorted.
+func (c *call) upsertColumns() []string {
+	set := make([]string, 0, len(c.updates)+1)
+	for k := range c.updates {
+		set = append(set, c.schema.LookUpField(k).DBName) // canUpsert checked the field
+	}
+	for _, f := range c.schema.Fields {
+		if f.AutoUpdateTime > 0 && f.DBName != "" && !slices.Contains(set, f.DBName) {
+			set = append(set, f.DBName)
+		}
+	}
+	slices.Sort(set)
+	return set
+}
+
+// upsertByAffectedRows is the upsert where the statement tells what it did
+// by its affected rows (MySQL/MariaDB):
+//
+//	INSERT ... ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id),
+//	col = IF(the lookup, VALUES(col), col), ...
+//
+// 1: it inserted the row, whose id LAST_INSERT_ID gives. 2: it updated the
+// lookup's row. 0: it left the row it met as it was: the lookup's, already
+// holding the values, or another row met by a unique key created since the
+// catalog was read, which the IF keeps unchanged. The row is then read by
+// the lookup; if the lookup's row is another than the one met, the call
+// goes on as after a conflict: the lookup's row is read and updated as
+// FirstOrCreate updates it.
+func (c *call) upsertByAffectedRows(set []string) (created, updated bool, dup, err error) {
+	ctx := c.tx.Statement.Context
+	pk := c.schema.PrioritizedPrimaryField
+	lookup := make([]clause.Expression, len(c.eqs))
+	for i, e := range c.eqs {
+		lookup[i] = clause.Eq{Column: clause.Column{Name: e.field.DBName}, Value: e.value}
+	}
+	matches := clause.And(lookup...)
+	idCol := clause.Column{Name: pk.DBName}
+	assignments := []clause.Assignment{{Column: idCol, Value: clause.Expr{SQL: "LAST_INSERT_ID(?)", Vars: []any{idCol}}}}
+	for _, col := range set {
+		column := clause.Column{Name: col}
+		assignments = append(assignments, clause.Assignment{Column: column,
+			Value: clause.Expr{SQL: "IF(?, VALUES(?), ?)", Vars: []any{matches, column, column}}})
+	}
+	dry := c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, c.writing)
+	dry.Statement.BuildClauses = []string{"INSERT", "VALUES", "ON CONFLICT"} // no RETURNING, which would hide the affected rows
+	dry = dry.Clauses(clause.OnConflict{DoUpdates: assignments}).Create(c.dest.Interface())
+	if dry.Error != nil {
+		return false, false, nil, dry.Error
+	}
+	result := gorm.WithResult()
+	exec := c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}})
+	exec.Statement.SQL.WriteString(dry.Statement.SQL.String())
+	exec.Statement.Vars = dry.Statement.Vars
+	exec = exec.Clauses(result)
+	if err := exec.Callback().Raw().Execute(exec).Error; err != nil || c.tx.DryRun {
+		if isDuplicate(c.tx.Dialector, err) {
+			return false, false, err, nil
+		}
+		return false, false, nil, err
+	}
+	id, err := result.Result.LastInsertId()
+	if err != nil {
+		return false, false, nil, err
+	}
+	if result.RowsAffected == 1 {
+		return true, false, nil, pk.Set(ctx, c.dest.Elem(), id)
+	}
+	row, found, err := c.find(true)
+	if err != nil || !found {
+		return false, false, nil, err
+	}
+	if met, _ := pk.ValueOf(ctx, row.Elem()); result.RowsAffected == 0 && !storedAsGiven(met, id) {
+		// The statement met another row, and left it as it was: as a
+		// conflict, the lookup's row is read and updated apart.
+		return false, false, nil, nil
+	}
+	// dest: the row as read, with the columns this statement set as it set
+	// them (another caller may have updated the row since), as
+	// FirstOrCreate's dest holds the row found with its Updates applied.
+	sent := reflect.New(c.dest.Type().Elem())
+	sent.Elem().Set(c.dest.Elem())
+	c.setColumns(row)
+	for _, col := range set {
+		f := c.schema.LookUpField(col)
+		f.ReflectValueOf(ctx, c.dest.Elem()).Set(f.ReflectValueOf(ctx, sent.Elem()))
+	}
+	return false, true, nil, nil
 }

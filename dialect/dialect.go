@@ -59,6 +59,14 @@ type Dialect interface {
 	// upsert cannot report created exactly.
 	UpsertCreated() *clause.Column
 
+	// UpsertAffectedRows reports whether, on the connections that d opens,
+	// an INSERT ... ON DUPLICATE KEY UPDATE tells exactly what it did by
+	// its affected rows: 1 inserted, 2 updated, 0 left unchanged
+	// (MySQL/MariaDB without CLIENT_FOUND_ROWS, which counts an unchanged
+	// row as 1). False where it cannot tell, or the dialect has no such
+	// statement.
+	UpsertAffectedRows(d gorm.Dialector) bool
+
 	// BatchesStatements reports whether an Exec without arguments may hold
 	// several statements separated by semicolons, sent in one round trip
 	// (PostgreSQL's simple query protocol); without prepared statements.

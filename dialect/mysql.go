@@ -1,6 +1,8 @@
 package dialect
 
 import (
+	"reflect"
+
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
@@ -35,6 +37,33 @@ func (mysql) MaxParams() int { return 65535 }
 // UpsertCreated: none in a result set (ON DUPLICATE KEY UPDATE tells by
 // its affected rows).
 func (mysql) UpsertCreated() *clause.Column { return nil }
+
+// UpsertAffectedRows: when the dialector was opened from a DSN whose
+// clientFoundRows is off (GORM's mysql.Dialector keeps the parsed DSN as
+// Config.DSNConfig, a *mysql.Config of go-sql-driver, read here by shape,
+// without importing either). Unknown (a dialector given a connection): no.
+func (mysql) UpsertAffectedRows(d gorm.Dialector) bool { return foundRowsOff(d) }
+
+// foundRowsOff reports whether d is shaped as GORM's mysql.Dialector with a
+// parsed DSN whose ClientFoundRows is false.
+func foundRowsOff(d any) bool {
+	v := reflect.ValueOf(d)
+	for _, name := range []string{"Config", "DSNConfig", "ClientFoundRows"} {
+		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+			if v.IsNil() {
+				return false
+			}
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct {
+			return false
+		}
+		if v = v.FieldByName(name); !v.IsValid() {
+			return false
+		}
+	}
+	return v.Kind() == reflect.Bool && !v.Bool()
+}
 
 // BatchesStatements: not unless the DSN sets multiStatements, which safefind
 // cannot see.

@@ -37,6 +37,8 @@ func (postgres) UpsertCreated() *clause.Column {
 	return &clause.Column{Name: "(xmax = 0)", Raw: true}
 }
 
+func (postgres) UpsertAffectedRows(gorm.Dialector) bool { return false }
+
 // BatchesStatements: an Exec without arguments is a simple query, which may
 // hold several statements.
 func (postgres) BatchesStatements() bool { return true }

@@ -30,6 +30,10 @@ func (sqlite) BatchesStatements() bool                       { return false }
 // UpsertCreated: none; RETURNING shows the row, not what happened to it.
 func (sqlite) UpsertCreated() *clause.Column { return nil }
 
+// UpsertAffectedRows: no; changes() counts an updated row as one, as an
+// inserted one.
+func (sqlite) UpsertAffectedRows(gorm.Dialector) bool { return false }
+
 // SubtransactionCache: SQLite savepoints are journal marks, with no cliff.
 func (sqlite) SubtransactionCache() int { return 0 }
 

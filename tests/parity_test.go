@@ -378,3 +378,50 @@ func TestAssignRowReplacedBeforeUpdate(t *testing.T) {
 		assert.Equal(t, "mine", stored.Note, "the row that holds the key got the assignment")
 	})
 }
+
+// Gadget's handle gets a unique index after safefind read the table's
+// unique keys.
+type Gadget struct {
+	ID     uint
+	Name   string `gorm:"size:64;uniqueIndex"`
+	Handle string `gorm:"size:32"`
+	Age    int
+}
+
+// A unique key created after the catalog was read: where CreateOrFind with
+// Assign is one ON DUPLICATE KEY UPDATE (MySQL/MariaDB), the statement can
+// meet the row that holds the new key; it leaves that row as it was, and
+// the lookup's row is updated apart.
+func TestUpsertKeyCreatedLater(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Gadget{})
+		// The first upsert reads the table's unique keys: name only.
+		_, err := safefind.CreateOrFind(e.db.Where(&Gadget{Name: "warm"}).Assign(Gadget{Age: 1}), &Gadget{})
+		require.NoError(t, err)
+		require.NoError(t, e.other.Exec("CREATE UNIQUE INDEX idx_gadgets_handle ON gadgets (handle)").Error)
+		a := Gadget{Name: "a", Handle: "taken", Age: 1}
+		b := Gadget{Name: "b", Handle: "b", Age: 2}
+		require.NoError(t, e.other.Create(&a).Error)
+		require.NoError(t, e.other.Create(&b).Error)
+		age := func(id uint) int {
+			var g Gadget
+			require.NoError(t, e.other.First(&g, id).Error)
+			return g.Age
+		}
+
+		// No row for the lookup; the row to create takes a's handle.
+		_, err = safefind.CreateOrFind(e.db.Where(&Gadget{Name: "c"}).Assign(Gadget{Age: 30}), &Gadget{Handle: "taken"})
+		require.ErrorIs(t, err, safefind.ErrConflictNotFound)
+		assert.Equal(t, 1, age(a.ID), "the row holding the handle is untouched")
+
+		// b is the lookup's row; the row to create also takes a's handle.
+		dest := Gadget{Handle: "taken"}
+		created, err := safefind.CreateOrFind(e.db.Where(&Gadget{Name: "b"}).Assign(Gadget{Age: 20}), &dest)
+		require.NoError(t, err)
+		assert.False(t, created)
+		assert.Equal(t, b.ID, dest.ID)
+		assert.Equal(t, 20, dest.Age)
+		assert.Equal(t, 20, age(b.ID))
+		assert.Equal(t, 1, age(a.ID), "the row holding the handle is untouched")
+	})
+}

@@ -98,7 +98,9 @@ func Counted(kind, dsn string, cfg *gorm.Config) (*gorm.DB, *sql.DB, error) {
 		if connector, err = gomysql.NewConnector(c); err != nil {
 			return nil, nil, fmt.Errorf("dbopen: %w", err)
 		}
-		dialector = func(db *sql.DB) gorm.Dialector { return mysql.New(mysql.Config{Conn: db}) }
+		// The parsed DSN too, as mysql.Open keeps it: safefind reads its
+		// clientFoundRows.
+		dialector = func(db *sql.DB) gorm.Dialector { return mysql.New(mysql.Config{Conn: db, DSNConfig: c}) }
 	default:
 		return nil, nil, fmt.Errorf("dbopen: unknown database %q (want one of %v)", kind, Kinds)
 	}
