@@ -86,9 +86,8 @@ func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 // A conflict never writes to the existing row and fires no UPDATE trigger,
 // unless the chain has Assign, whose UPDATE then follows the read (for a
 // model without hooks or associations and a chain without Select or Omit,
-// INSERT and UPDATE are one statement: on PostgreSQL, outside a
-// transaction, INSERT ... ON CONFLICT DO UPDATE ... WHERE the lookup
-// RETURNING; on MySQL/MariaDB INSERT ... ON DUPLICATE KEY UPDATE guarded by
+// INSERT and UPDATE are one statement: on PostgreSQL INSERT ... ON
+// CONFLICT DO UPDATE ... WHERE the lookup RETURNING; on MySQL/MariaDB INSERT ... ON DUPLICATE KEY UPDATE guarded by
 // the lookup, then a read; created exact);
 // AfterCreate and AfterSave hooks run only for a row that was created.
 // Associations to save need a savepoint inside a transaction.

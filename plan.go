@@ -110,16 +110,22 @@ func (c *call) canUpsert(pl plan) bool {
 
 // upsertStyle reports whether the dialect can tell, from the upsert
 // statement itself, a row it inserted from one it updated: from a column
-// of the row returned, outside the caller's transaction, which a unique
-// violation on another key than ON CONFLICT's would abort (PostgreSQL); or
-// from the affected rows of ON DUPLICATE KEY UPDATE (MySQL/MariaDB), where
-// the row's id comes back through LAST_INSERT_ID: an auto-increment primary
-// key that the call does not set, no other column with a database default
-// (an INSERT without RETURNING reads none back), and no unique key in the
-// catalog other than the primary key and the lookup's.
+// of the row returned (PostgreSQL; inside the caller's transaction only
+// where the catalog shows no unique key but the primary key and the
+// lookup's, since a violation of another than ON CONFLICT's would abort
+// the transaction); or from the affected rows of ON DUPLICATE KEY UPDATE
+// (MySQL/MariaDB), where the row's id comes back through LAST_INSERT_ID: an
+// auto-increment primary key that the call does not set, no other column
+// with a database default (an INSERT without RETURNING reads none back),
+// and no unique key in the catalog other than the primary key and the
+// lookup's.
 func (c *call) upsertStyle() bool {
 	if c.d.UpsertCreated() != nil {
-		return !c.inTx
+		if !c.inTx {
+			return true
+		}
+		other, err := c.p.otherUniqueKey(c)
+		return err == nil && !other
 	}
 	if !c.d.UpsertAffectedRows(c.tx.Dialector) {
 		return false

@@ -255,14 +255,18 @@ func TestStatementBudgetsAttrsAssignAssociations(t *testing.T) {
 		upsert, upsertInTx := []string{"INSERT", "SELECT", "UPDATE"}, []string{"INSERT", "SELECT", "UPDATE"}
 		switch e.name {
 		case "postgres":
-			rollback, upsert = rollback[:1], upsert[:1]
+			rollback, upsert, upsertInTx = rollback[:1], upsert[:1], upsertInTx[:1]
 		case "mysql":
 			upsert, upsertInTx = upsert[:2], upsertInTx[:2]
-			// The first upsert on a table reads its unique keys from the
-			// catalog, once.
+		}
+		if e.name != "sqlite" {
+			// The first upsert on a table (in a transaction, on
+			// PostgreSQL) reads its unique keys from the catalog, once.
 			e.reset(t, &Tag{})
-			_, err := safefind.CreateOrFind(e.db.Where(&Tag{Name: "warm"}).Assign("note", "w"), &Tag{})
-			require.NoError(t, err)
+			require.NoError(t, e.db.Transaction(func(tx *gorm.DB) error {
+				_, err := safefind.CreateOrFind(tx.Where(&Tag{Name: "warm"}).Assign("note", "w"), &Tag{})
+				return err
+			}))
 		}
 		cases := []struct {
 			op, path string
