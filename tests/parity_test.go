@@ -436,3 +436,33 @@ func TestUpsertKeyCreatedLater(t *testing.T) {
 		assert.Equal(t, 1, age(a.ID), "the row holding the handle is untouched")
 	})
 }
+
+type deleteKey struct{}
+
+// A row deleted between the read and Assign's UPDATE goes back to the create
+// path: the call creates it, with its Assign, and says so.
+func TestAssignRowDeletedBeforeUpdate(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		var once sync.Once
+		require.NoError(t, e.db.Callback().Update().Before("gorm:update").Register("test:delete", func(db *gorm.DB) {
+			if id, ok := db.Statement.Context.Value(deleteKey{}).(uint); ok {
+				once.Do(func() { require.NoError(t, e.other.Delete(&PlainPerson{}, id).Error) })
+			}
+		}))
+		e.reset(t, &PlainPerson{})
+		first := PlainPerson{Name: "ann", Note: "first"}
+		require.NoError(t, e.other.Create(&first).Error)
+		ctx := context.WithValue(context.Background(), deleteKey{}, first.ID)
+		var dest PlainPerson
+		created, err := safefind.FindOrCreate(e.db.WithContext(ctx).Where(&PlainPerson{Name: "ann"}).Assign(map[string]any{"note": "mine"}), &dest)
+		require.NoError(t, err)
+		assert.True(t, created, "the row was created again")
+		assert.NotEqual(t, first.ID, dest.ID)
+		assert.Equal(t, "mine", dest.Note)
+		var stored PlainPerson
+		require.NoError(t, e.other.Where("name = ?", "ann").First(&stored).Error)
+		assert.Equal(t, dest.ID, stored.ID)
+		assert.Equal(t, "mine", stored.Note)
+		assert.EqualValues(t, 1, e.count(t, &PlainPerson{}))
+	})
+}
