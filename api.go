@@ -79,9 +79,9 @@ func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 //   - MySQL/MariaDB: a plain INSERT, whose duplicate-key error rolls back
 //     only that statement; then a read of the existing row (a shared locking
 //     read inside a transaction, which sees the latest committed row under
-//     REPEATABLE READ). ON DUPLICATE KEY UPDATE is not used: even a no-op
-//     assignment fires UPDATE triggers; neither is INSERT IGNORE, which turns
-//     other errors into warnings.
+//     REPEATABLE READ). ON DUPLICATE KEY UPDATE is not used without Assign:
+//     even a no-op assignment fires UPDATE triggers; neither is INSERT
+//     IGNORE, which turns other errors into warnings.
 //
 // A conflict never writes to the existing row and fires no UPDATE trigger,
 // unless the chain has Assign, whose UPDATE then follows the read (for a

@@ -44,7 +44,8 @@
 // # Guarantees
 //
 // No duplicate-key error reaches the caller, a conflict never writes to the
-// existing row (no UPDATE trigger fires), the caller's transaction stays
+// existing row (no UPDATE trigger fires) unless the chain has Assign, which
+// updates the lookup's row and no other, the caller's transaction stays
 // usable after a lost race, and a savepoint is opened only by FindOrCreate
 // inside a PostgreSQL transaction on a miss. Inside a REPEATABLE READ or
 // SERIALIZABLE PostgreSQL transaction whose snapshot predates the winner's
