@@ -1,6 +1,6 @@
 package safefind
 
-import "reflect"
+import "slices"
 
 // The write plan. Every call writes through one plan, for one row or many:
 // what its INSERT does with a row that exists, what the INSERT runs in, and
@@ -81,53 +81,54 @@ func (c *call) planSkipping() plan {
 }
 
 // canUpsert reports whether CreateOrFind's INSERT and Assign's UPDATE can
-// be one statement that stores what FirstOrCreate's UPDATE would: the
-// dialect reports created from it (upsertStyle); the lookup's unique key is
-// known; nothing but the row is written (no hooks, no associations, no
-// Select or Omit on the chain, no soft delete, whose UPDATE has a condition
-// of its own); and every assigned value is one the INSERT stores as given
-// (upsert.go).
+// be one statement that stores and returns what FirstOrCreate would: its
+// INSERT is Create's, its SET is the one GORM's Updates builds (upsert.go);
+// the lookup's unique key is known; nothing but the row is written or read
+// (no hooks, AfterFind included, no associations, no preloads, no Select
+// or Omit, no soft delete, whose UPDATE has a condition of its own); and
+// the dialect can tell from the statement what it did (upsertStyle, last:
+// it may read the catalog).
 func (c *call) canUpsert(pl plan) bool {
 	st, s := c.tx.Statement, c.schema
-	if c.op != opCreateOrFind || pl.existing != existingUpdated || !c.upsertStyle() ||
-		len(c.uniqueKey) == 0 || pl.associations || pl.scope != scopeStatement ||
-		hasCreateHooks(s) || hasUpdateHooks(s) || len(st.Selects) > 0 || len(st.Omits) > 0 ||
+	if c.op != opCreateOrFind || pl.existing != existingUpdated || len(c.uniqueKey) == 0 ||
+		pl.associations || pl.scope != scopeStatement || hasCreateHooks(s) || hasUpdateHooks(s) || s.AfterFind ||
+		len(c.base.Statement.Preloads) > 0 || len(st.Selects) > 0 || len(st.Omits) > 0 ||
 		len(s.QueryClauses) > 0 || len(s.UpdateClauses) > 0 {
 		return false
 	}
-	for k, v := range c.updates {
-		f := s.LookUpField(k)
-		if f == nil || f.DBName == "" || !f.Creatable || !f.Updatable || f.Serializer != nil ||
-			f.AutoCreateTime > 0 || !assignable(v) {
-			return false
-		}
-		if f.HasDefaultValue && reflect.ValueOf(v).IsZero() {
-			return false // the INSERT would store the default
+	for k := range c.updates {
+		if f := s.LookUpField(k); f == nil || f.DBName == "" {
+			return false // an association, which Updates would save
 		}
 	}
-	return true
+	return c.upsertStyle()
 }
 
 // upsertStyle reports whether the dialect can tell, from the upsert
-// statement itself, a row it inserted from one it updated: from a column
-// of the row returned (PostgreSQL; inside the caller's transaction only
-// where the catalog shows no unique key but the primary key and the
-// lookup's, since a violation of another than ON CONFLICT's would abort
-// the transaction); or from the affected rows of ON DUPLICATE KEY UPDATE
-// (MySQL/MariaDB), where the row's id comes back through LAST_INSERT_ID: an
-// auto-increment primary key that the call does not set, no other column
-// with a database default (an INSERT without RETURNING reads none back),
-// and no unique key in the catalog other than the primary key and the
-// lookup's.
+// statement itself, a row it inserted from one it updated:
+//
+//   - from a column of the row returned (PostgreSQL), outside the caller's
+//     transaction, which a unique violation on another key than ON
+//     CONFLICT's would abort, and on a table that can return it (not a
+//     partitioned one);
+//   - from the affected rows of ON DUPLICATE KEY UPDATE (MySQL/MariaDB),
+//     where they are exact on every connection (no dbresolver, which may
+//     send it to a source of other flags) and the row's id comes back
+//     through LAST_INSERT_ID: an auto-increment primary key that the call
+//     does not set, no other column with a database default (an INSERT
+//     without RETURNING reads none back), a lookup of exactly the unique
+//     key's columns (a row that holds the key but not the rest of the
+//     lookup would fire its UPDATE triggers), and no other unique key in
+//     the catalog.
 func (c *call) upsertStyle() bool {
 	if c.d.UpsertCreated() != nil {
-		if !c.inTx {
-			return true
+		if c.inTx {
+			return false
 		}
-		other, err := c.p.otherUniqueKey(c)
-		return err == nil && !other
+		ok, err := c.p.upsertTable(c)
+		return err == nil && ok
 	}
-	if !c.d.UpsertAffectedRows(c.tx.Dialector) {
+	if !c.d.UpsertAffectedRows(c.tx.Dialector) || c.tx.Config.Plugins[resolverPlugin] != nil {
 		return false
 	}
 	s, ctx := c.schema, c.tx.Statement.Context
@@ -145,13 +146,16 @@ func (c *call) upsertStyle() bool {
 			}
 		}
 	}
-	for _, e := range c.eqs {
-		if e.field == pk {
+	for _, f := range s.FieldsWithDefaultDBValue {
+		if f != pk {
 			return false
 		}
 	}
-	for _, f := range s.FieldsWithDefaultDBValue {
-		if f != pk {
+	if len(c.eqs) != len(c.uniqueKey) {
+		return false
+	}
+	for _, e := range c.eqs {
+		if e.field == pk || !slices.Contains(c.uniqueKey, e.field.DBName) {
 			return false
 		}
 	}

@@ -22,6 +22,7 @@ type Plugin struct {
 	cfg         config
 	uniqueCache sync.Map // uniqueKey -> the columns of a unique index in the catalog that cover it
 	tableKeys   sync.Map // uniqueKey without columns -> [][]string: a table's unique keys in the catalog
+	upsertable  sync.Map // uniqueKey without columns -> bool: the table can take the upsert (dialect.UpsertTable)
 	txs         txStates
 	stats       struct {
 		savepoints, found, created, conflicts, retries, budgetSwitches, overBudget atomic.Int64

@@ -23,6 +23,9 @@ import (
 // so that the library needs no dependency beyond GORM; without dbresolver the
 // setting is inert.
 
+// resolverPlugin is dbresolver's name in gorm.Config.Plugins.
+const resolverPlugin = "gorm:db_resolver"
+
 // resolverWrite is the statement setting of dbresolver's Write clause.
 const resolverWrite = "gorm:db_resolver:write"
 

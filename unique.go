@@ -143,8 +143,10 @@ func indexesOf(s *schema.Schema) declaredIndexes {
 	}
 	var out declaredIndexes
 	for _, idx := range s.ParseIndexes() {
-		// A partial index does not make the key unique.
-		if idx.Where != "" || !strings.EqualFold(idx.Class, "UNIQUE") {
+		// A partial index does not make the key unique, nor does one on an
+		// expression (lower(name)) make the column unique.
+		if idx.Where != "" || !strings.EqualFold(idx.Class, "UNIQUE") ||
+			slices.ContainsFunc(idx.Fields, func(o schema.IndexOption) bool { return o.Expression != "" }) {
 			continue
 		}
 		columns := make([]string, len(idx.Fields))
@@ -186,4 +188,20 @@ func (p *Plugin) otherUniqueKey(c *call) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// upsertTable reports whether the lookup's table can take the upsert of
+// one statement (dialect.UpsertTable), read from the catalog once per
+// database and table.
+func (p *Plugin) upsertTable(c *call) (bool, error) {
+	cacheKey := uniqueKey{c.tx.Dialector, resolverName(c.tx), c.catalogTable, ""}
+	if ok, hit := p.upsertable.Load(cacheKey); hit {
+		return ok.(bool), nil
+	}
+	ok, err := c.d.UpsertTable(c.catalogDB(), c.catalogTable)
+	if err != nil {
+		return false, fmt.Errorf("safefind: read the kind of %s: %w", c.catalogTable, err)
+	}
+	p.upsertable.Store(cacheKey, ok)
+	return ok, nil
 }

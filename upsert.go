@@ -3,28 +3,31 @@ package safefind
 import (
 	"database/sql"
 	"errors"
+	"fmt"
+	"maps"
 	"reflect"
-	"slices"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/callbacks"
 	"gorm.io/gorm/clause"
 )
 
 // The upsert of one statement: CreateOrFind with Assign, where the dialect
-// tells an inserted row from an updated one in the statement's result
-// (PostgreSQL: xmax). Instead of INSERT, SELECT and UPDATE, one
+// tells an inserted row from an updated one from the statement itself.
+// Instead of INSERT, SELECT and UPDATE, on PostgreSQL one
 //
 //	INSERT ... ON CONFLICT (the lookup's unique key) DO UPDATE
-//	SET the assigned columns and UpdatedAt = the INSERT's
-//	WHERE the lookup's equalities RETURNING *, (xmax = 0)
+//	SET what GORM's Updates would set WHERE the lookup's equalities
+//	RETURNING *, (xmax = 0)
 //
-// creates the row, or updates the lookup's row with Assign as FirstOrCreate
-// would, and returns it with created exact. The DO UPDATE's WHERE keeps the
-// UPDATE off a row that holds the key but not the rest of the lookup: that
-// row is not the lookup's, and the statement returns nothing. The plan takes
-// this path only where it stores what FirstOrCreate's UPDATE would (plan.go,
-// canUpsert): the SET takes the INSERT's values (excluded), so every
-// assigned value must be one the INSERT stores as given.
+// creates the row, as Create would, or updates the lookup's row with
+// Assign, as FirstOrCreate's Updates would (the SET is GORM's own, with its
+// values as Updates binds them), and says which. The DO UPDATE's WHERE
+// keeps the UPDATE off a row that holds the key but not the rest of the
+// lookup: that row is not the lookup's, and the statement returns nothing.
+// On MySQL/MariaDB, ON DUPLICATE KEY UPDATE says which by its affected
+// rows (upsertByAffectedRows). The plan says where either is taken (plan.go,
+// canUpsert and upsertStyle).
 
 // upsert runs the upsert for dest, and sets dest to the row it returns.
 // updated is true when the lookup's row existed and was updated; neither is
@@ -32,7 +35,10 @@ import (
 // violation on another key is not an error: it is reported as a conflict,
 // with the database's error in dup.
 func (c *call) upsert() (created, updated bool, dup, err error) {
-	set := c.upsertColumns()
+	set, err := c.updateSet()
+	if err != nil {
+		return false, false, nil, err
+	}
 	if c.d.UpsertCreated() == nil {
 		return c.upsertByAffectedRows(set)
 	}
@@ -46,13 +52,13 @@ func (c *call) upsert() (created, updated bool, dup, err error) {
 	}
 	dry := c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, c.writing).
 		Clauses(
-			clause.OnConflict{Columns: target, DoUpdates: clause.AssignmentColumns(set), Where: clause.Where{Exprs: where}},
+			clause.OnConflict{Columns: target, DoUpdates: set, Where: clause.Where{Exprs: where}},
 			clause.Returning{Columns: []clause.Column{{Name: "*", Raw: true}, *c.d.UpsertCreated()}},
 		).Create(c.dest.Interface())
 	if dry.Error != nil {
 		return false, false, nil, dry.Error
 	}
-	exec := c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}})
+	exec := onPrimary(c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}}))
 	exec.Statement.SQL.WriteString(dry.Statement.SQL.String())
 	exec.Statement.Vars = dry.Statement.Vars
 	if c.tx.DryRun {
@@ -74,16 +80,58 @@ func (c *call) upsert() (created, updated bool, dup, err error) {
 		scan.Statement.Dest, scan.Statement.ReflectValue = row.Interface(), row.Elem()
 		gorm.Scan(flagged, scan, gorm.ScanInitialized)
 	}
-	if err := errors.Join(scan.Error, rows.Err(), rows.Close()); isDuplicate(c.tx.Dialector, err) {
+	err = errors.Join(scan.Error, rows.Err(), rows.Close())
+	switch {
+	case isDuplicate(c.tx.Dialector, err):
 		return false, false, err, nil
-	} else if err != nil {
+	case err != nil:
 		return false, false, nil, err
-	}
-	if !found {
+	case !found:
 		return false, false, nil, nil
+	case flagged.flag:
+		// As Create's RETURNING gives them: the columns the database
+		// chose; the others as dest holds them.
+		ctx := c.tx.Statement.Context
+		for _, f := range c.schema.FieldsWithDefaultDBValue {
+			f.ReflectValueOf(ctx, c.dest.Elem()).Set(f.ReflectValueOf(ctx, row.Elem()))
+		}
+		return true, false, nil, nil
 	}
+	c.setUpdated(row, set)
+	return false, true, nil, nil
+}
+
+// updateSet is the SET of the UPDATE that FirstOrCreate would send for
+// Assign: GORM's own (callbacks.ConvertToAssignments) on a statement of
+// Updates with dest as the model: its columns and values as Updates binds
+// them, UpdatedAt where GORM moves it (not with SkipHooks, not for a field
+// it may not update).
+func (c *call) updateSet() ([]clause.Assignment, error) {
+	db := c.updateDB().Model(c.dest.Interface())
+	st := db.Statement
+	st.Dest, st.Schema, st.ReflectValue = maps.Clone(c.updates), c.schema, c.dest.Elem()
+	set := callbacks.ConvertToAssignments(st)
+	if db.Error != nil {
+		return nil, db.Error
+	}
+	if len(set) == 0 {
+		return nil, fmt.Errorf("safefind: Assign's UPDATE of %s sets nothing", c.table)
+	}
+	return set, nil
+}
+
+// setUpdated gives dest the row read after an upsert updated it, with the
+// values the upsert set (another caller may have updated the row since) set
+// on it as Updates sets them on its model: FirstOrCreate's dest, the row
+// found with its Updates applied.
+func (c *call) setUpdated(row reflect.Value, set []clause.Assignment) {
+	ctx := c.tx.Statement.Context
 	c.setColumns(row)
-	return flagged.flag, !flagged.flag, nil, nil
+	for _, a := range set {
+		if f := c.schema.LookUpField(a.Column.Name); f != nil {
+			_ = f.Set(ctx, c.dest.Elem(), a.Value) // Updates bound it: the field takes it, as Updates's model did
+		}
+	}
 }
 
 // flaggedRows shows GORM's scan every column but the last, a boolean that
@@ -113,36 +161,20 @@ func (r *flaggedRows) Scan(dest ...any) error {
 	return r.Rows.Scan(append(dest, &r.flag)...)
 }
 
-// upsertColumns are the columns the upsert's UPDATE sets: Assign's and the
-// auto-update times, sorted.
-func (c *call) upsertColumns() []string {
-	set := make([]string, 0, len(c.updates)+1)
-	for k := range c.updates {
-		set = append(set, c.schema.LookUpField(k).DBName) // canUpsert checked the field
-	}
-	for _, f := range c.schema.Fields {
-		if f.AutoUpdateTime > 0 && f.DBName != "" && !slices.Contains(set, f.DBName) {
-			set = append(set, f.DBName)
-		}
-	}
-	slices.Sort(set)
-	return set
-}
-
 // upsertByAffectedRows is the upsert where the statement tells what it did
 // by its affected rows (MySQL/MariaDB):
 //
 //	INSERT ... ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id),
-//	col = IF(the lookup, VALUES(col), col), ...
+//	col = IF(the lookup, the assigned value, col), ...
 //
 // 1: it inserted the row, whose id LAST_INSERT_ID gives. 2: it updated the
 // lookup's row. 0: it left the row it met as it was: the lookup's, already
 // holding the values, or another row met by a unique key created since the
 // catalog was read, which the IF keeps unchanged. The row is then read by
-// the lookup; if the lookup's row is another than the one met, the call
-// goes on as after a conflict: the lookup's row is read and updated as
-// FirstOrCreate updates it.
-func (c *call) upsertByAffectedRows(set []string) (created, updated bool, dup, err error) {
+// the lookup; unless it is the row the statement met (its id), the call
+// goes on as after a conflict: the lookup's row is read again and updated
+// as FirstOrCreate updates it.
+func (c *call) upsertByAffectedRows(set []clause.Assignment) (created, updated bool, dup, err error) {
 	ctx := c.tx.Statement.Context
 	pk := c.schema.PrioritizedPrimaryField
 	lookup := make([]clause.Expression, len(c.eqs))
@@ -152,10 +184,10 @@ func (c *call) upsertByAffectedRows(set []string) (created, updated bool, dup, e
 	matches := clause.And(lookup...)
 	idCol := clause.Column{Name: pk.DBName}
 	assignments := []clause.Assignment{{Column: idCol, Value: clause.Expr{SQL: "LAST_INSERT_ID(?)", Vars: []any{idCol}}}}
-	for _, col := range set {
-		column := clause.Column{Name: col}
+	for _, a := range set {
+		column := clause.Column{Name: a.Column.Name}
 		assignments = append(assignments, clause.Assignment{Column: column,
-			Value: clause.Expr{SQL: "IF(?, VALUES(?), ?)", Vars: []any{matches, column, column}}})
+			Value: clause.Expr{SQL: "IF(?, ?, ?)", Vars: []any{matches, a.Value, column}}})
 	}
 	dry := c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, c.writing)
 	dry.Statement.BuildClauses = []string{"INSERT", "VALUES", "ON CONFLICT"} // no RETURNING, which would hide the affected rows
@@ -164,7 +196,7 @@ func (c *call) upsertByAffectedRows(set []string) (created, updated bool, dup, e
 		return false, false, nil, dry.Error
 	}
 	result := gorm.WithResult()
-	exec := c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}})
+	exec := onPrimary(c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}}))
 	exec.Statement.SQL.WriteString(dry.Statement.SQL.String())
 	exec.Statement.Vars = dry.Statement.Vars
 	exec = exec.Clauses(result)
@@ -185,20 +217,11 @@ func (c *call) upsertByAffectedRows(set []string) (created, updated bool, dup, e
 	if err != nil || !found {
 		return false, false, nil, err
 	}
-	if met, _ := pk.ValueOf(ctx, row.Elem()); result.RowsAffected == 0 && !storedAsGiven(met, id) {
-		// The statement met another row, and left it as it was: as a
-		// conflict, the lookup's row is read and updated apart.
+	if met, _ := pk.ValueOf(ctx, row.Elem()); !storedAsGiven(met, id) {
+		// The statement met another row, or the row was replaced since:
+		// as after a conflict.
 		return false, false, nil, nil
 	}
-	// dest: the row as read, with the columns this statement set as it set
-	// them (another caller may have updated the row since), as
-	// FirstOrCreate's dest holds the row found with its Updates applied.
-	sent := reflect.New(c.dest.Type().Elem())
-	sent.Elem().Set(c.dest.Elem())
-	c.setColumns(row)
-	for _, col := range set {
-		f := c.schema.LookUpField(col)
-		f.ReflectValueOf(ctx, c.dest.Elem()).Set(f.ReflectValueOf(ctx, sent.Elem()))
-	}
+	c.setUpdated(row, set)
 	return false, true, nil, nil
 }

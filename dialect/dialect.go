@@ -59,6 +59,11 @@ type Dialect interface {
 	// upsert cannot report created exactly.
 	UpsertCreated() *clause.Column
 
+	// UpsertTable reports whether table can return UpsertCreated's column
+	// (a PostgreSQL partitioned table cannot return a system column). It
+	// may read the catalog; the caller caches the answer.
+	UpsertTable(tx *gorm.DB, table string) (bool, error)
+
 	// UpsertAffectedRows reports whether, on the connections that d opens,
 	// an INSERT ... ON DUPLICATE KEY UPDATE tells exactly what it did by
 	// its affected rows: 1 inserted, 2 updated, 0 left unchanged

@@ -38,6 +38,8 @@ func (mysql) MaxParams() int { return 65535 }
 // its affected rows).
 func (mysql) UpsertCreated() *clause.Column { return nil }
 
+func (mysql) UpsertTable(*gorm.DB, string) (bool, error) { return true, nil }
+
 // UpsertAffectedRows: when the dialector was opened from a DSN whose
 // clientFoundRows is off (GORM's mysql.Dialector keeps the parsed DSN as
 // Config.DSNConfig, a *mysql.Config of go-sql-driver, read here by shape,

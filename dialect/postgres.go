@@ -39,6 +39,21 @@ func (postgres) UpsertCreated() *clause.Column {
 
 func (postgres) UpsertAffectedRows(gorm.Dialector) bool { return false }
 
+// UpsertTable: an ordinary table (relkind 'r'); a partitioned table cannot
+// return xmax.
+func (postgres) UpsertTable(tx *gorm.DB, table string) (bool, error) {
+	schema, name := splitTable(table)
+	rel, args := "quote_ident(?)", []any{name}
+	if schema != "" {
+		rel, args = "quote_ident(?) || '.' || quote_ident(?)", []any{schema, name}
+	}
+	var kind string
+	if err := tx.Raw("SELECT relkind FROM pg_class WHERE oid = to_regclass("+rel+")", args...).Scan(&kind).Error; err != nil {
+		return false, err
+	}
+	return kind == "r", nil
+}
+
 // BatchesStatements: an Exec without arguments is a simple query, which may
 // hold several statements.
 func (postgres) BatchesStatements() bool { return true }

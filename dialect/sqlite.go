@@ -30,6 +30,8 @@ func (sqlite) BatchesStatements() bool                       { return false }
 // UpsertCreated: none; RETURNING shows the row, not what happened to it.
 func (sqlite) UpsertCreated() *clause.Column { return nil }
 
+func (sqlite) UpsertTable(*gorm.DB, string) (bool, error) { return true, nil }
+
 // UpsertAffectedRows: no; changes() counts an updated row as one, as an
 // inserted one.
 func (sqlite) UpsertAffectedRows(gorm.Dialector) bool { return false }

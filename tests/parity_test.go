@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -464,5 +465,156 @@ func TestAssignRowDeletedBeforeUpdate(t *testing.T) {
 		assert.Equal(t, dest.ID, stored.ID)
 		assert.Equal(t, "mine", stored.Note)
 		assert.EqualValues(t, 1, e.count(t, &PlainPerson{}))
+	})
+}
+
+// Upserted has no hooks, so CreateOrFind with Assign may be one statement;
+// its fields are those whose values an INSERT could store otherwise than
+// FirstOrCreate's UPDATE binds them.
+type Upserted struct {
+	ID        uint
+	Name      string `gorm:"size:64;uniqueIndex"`
+	Age       int
+	Score     int `gorm:"default:18"`
+	Note      string
+	UpdatedAt time.Time
+}
+
+// ReadOnlyStamp's UpdatedAt is never written by GORM.
+type ReadOnlyStamp struct {
+	ID        uint
+	Name      string `gorm:"size:64;uniqueIndex"`
+	Note      string
+	UpdatedAt *time.Time `gorm:"->"`
+}
+
+// CreateOrFind with Assign stores and returns, on a row that exists, what
+// FirstOrCreate's UPDATE does, whatever statement it takes: the values as
+// Updates binds them, UpdatedAt as Updates moves it.
+func TestUpsertStoresAsFirstOrCreate(t *testing.T) {
+	type outcome struct {
+		failed              bool
+		Age, Score          int
+		Note                string
+		DestAge, DestScore  int
+		DestNote            string
+		UpdatedMoved, Found bool
+	}
+	forEachDB(t, func(t *testing.T, e *env) {
+		seeded := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+		cases := []struct {
+			name  string
+			chain func(db *gorm.DB) *gorm.DB
+		}{
+			{"zero into a field with a default", func(db *gorm.DB) *gorm.DB { return db.Where(&Upserted{Name: "ann"}).Assign("score", "0") }},
+			{"a fraction into an integer (not on SQLite, which stores it)", func(db *gorm.DB) *gorm.DB {
+				return db.Where(&Upserted{Name: "ann"}).Assign("age", 1.7)
+			}},
+			{"SkipHooks keeps UpdatedAt", func(db *gorm.DB) *gorm.DB {
+				return db.Session(&gorm.Session{SkipHooks: true}).Where(&Upserted{Name: "ann"}).Assign("note", "n")
+			}},
+			{"a plain value", func(db *gorm.DB) *gorm.DB {
+				return db.Where(&Upserted{Name: "ann"}).Assign(Upserted{Age: 9, Note: "x"})
+			}},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				if e.name == "sqlite" && strings.Contains(c.name, "not on SQLite") {
+					t.Skip("SQLite stores 1.7 in an INTEGER column, and no int reads it back")
+				}
+				run := func(fn func(db *gorm.DB, dest *Upserted) error) outcome {
+					e.reset(t, &Upserted{})
+					require.NoError(t, e.other.Exec("INSERT INTO upserteds (name, age, score, note, updated_at) VALUES (?, ?, ?, ?, ?)", "ann", 5, 7, "seed", seeded).Error)
+					var dest Upserted
+					err := fn(c.chain(e.db), &dest)
+					var stored Upserted
+					require.NoError(t, e.other.First(&stored).Error)
+					return outcome{err != nil, stored.Age, stored.Score, stored.Note, dest.Age, dest.Score, dest.Note,
+						!stored.UpdatedAt.Equal(seeded), dest.ID == stored.ID}
+				}
+				want := run(func(db *gorm.DB, dest *Upserted) error { return db.FirstOrCreate(dest).Error })
+				for _, o := range ops {
+					got := run(func(db *gorm.DB, dest *Upserted) error { _, err := o.fn(db, dest); return err })
+					assert.Equal(t, want, got, o.name)
+				}
+			})
+		}
+		t.Run("a read-only UpdatedAt", func(t *testing.T) {
+			run := func(fn func(db *gorm.DB, dest *ReadOnlyStamp) error) *time.Time {
+				e.reset(t, &ReadOnlyStamp{})
+				require.NoError(t, e.other.Exec("INSERT INTO read_only_stamps (name, note, updated_at) VALUES (?, ?, ?)", "ann", "seed", seeded).Error)
+				require.NoError(t, fn(e.db.Where(&ReadOnlyStamp{Name: "ann"}).Assign("note", "n"), &ReadOnlyStamp{}))
+				var stored ReadOnlyStamp
+				require.NoError(t, e.other.First(&stored).Error)
+				return stored.UpdatedAt
+			}
+			want := run(func(db *gorm.DB, dest *ReadOnlyStamp) error { return db.FirstOrCreate(dest).Error })
+			require.NotNil(t, want)
+			for _, o := range ops {
+				got := run(func(db *gorm.DB, dest *ReadOnlyStamp) error { _, err := o.fn(db, dest); return err })
+				require.NotNil(t, got, o.name)
+				assert.True(t, want.Equal(*got), "%s: %v, want %v", o.name, got, want)
+			}
+		})
+	})
+}
+
+type replaceOnReadKey struct{}
+
+// The row replaced between CreateOrFind's upsert and the read after it
+// (MySQL/MariaDB): the row read is another than the one the statement met,
+// so the call goes on as after a conflict and updates the new row, never
+// returning an assignment that is not stored.
+func TestUpsertRowReplacedBeforeRead(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &PlainPerson{})
+		first := PlainPerson{Name: "ann", Note: "first"}
+		require.NoError(t, e.other.Create(&first).Error)
+		var once sync.Once
+		require.NoError(t, e.db.Callback().Query().Before("gorm:query").Register("test:replace_on_read", func(db *gorm.DB) {
+			if _, ok := db.Statement.Context.Value(replaceOnReadKey{}).(bool); !ok || db.DryRun {
+				return
+			}
+			once.Do(func() {
+				require.NoError(t, e.other.Delete(&PlainPerson{}, first.ID).Error)
+				require.NoError(t, e.other.Create(&PlainPerson{Name: "ann", Note: "another caller's"}).Error)
+			})
+		}))
+		ctx := context.WithValue(context.Background(), replaceOnReadKey{}, true)
+		var dest PlainPerson
+		created, err := safefind.CreateOrFind(e.db.WithContext(ctx).Where(&PlainPerson{Name: "ann"}).Assign(map[string]any{"note": "mine"}), &dest)
+		require.NoError(t, err)
+		assert.False(t, created)
+		var stored PlainPerson
+		require.NoError(t, e.other.Where("name = ?", "ann").First(&stored).Error)
+		assert.Equal(t, stored.ID, dest.ID)
+		assert.Equal(t, "mine", dest.Note)
+		assert.Equal(t, "mine", stored.Note, "dest's assignment is stored")
+	})
+}
+
+// Part lives in a partitioned table on PostgreSQL, which cannot return
+// xmax: CreateOrFind with Assign takes its three statements there.
+type Part struct {
+	Name string `gorm:"primaryKey;size:64"`
+	Note string
+}
+
+func TestUpsertPartitionedTable(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		if e.name != "postgres" {
+			t.Skip("partitioned tables are PostgreSQL's")
+		}
+		require.NoError(t, e.other.Exec("DROP TABLE IF EXISTS parts").Error)
+		require.NoError(t, e.other.Exec("CREATE TABLE parts (name varchar(64) PRIMARY KEY, note text) PARTITION BY HASH (name)").Error)
+		require.NoError(t, e.other.Exec("CREATE TABLE parts_0 PARTITION OF parts FOR VALUES WITH (MODULUS 2, REMAINDER 0)").Error)
+		require.NoError(t, e.other.Exec("CREATE TABLE parts_1 PARTITION OF parts FOR VALUES WITH (MODULUS 2, REMAINDER 1)").Error)
+		for i, want := range []bool{true, false} {
+			var dest Part
+			created, err := safefind.CreateOrFind(e.db.Where(&Part{Name: "a"}).Assign(Part{Note: fmt.Sprint("n", i)}), &dest)
+			require.NoError(t, err)
+			assert.Equal(t, want, created)
+			assert.Equal(t, fmt.Sprint("n", i), dest.Note)
+		}
 	})
 }
