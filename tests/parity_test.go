@@ -344,6 +344,27 @@ func TestAssignNeverTouchesAnotherRow(t *testing.T) {
 
 type replaceKey struct{}
 
+// replaceOnce registers, with register, a callback that once, on a
+// statement sent (not a DryRun) whose context carries key, deletes first and
+// creates another row with its name: another caller replacing the row at
+// that point. It returns the new row, filled once the callback ran.
+func (e *env) replaceOnce(t *testing.T, register func(string, func(*gorm.DB)) error, key any, first PlainPerson) *PlainPerson {
+	t.Helper()
+	replaced := &PlainPerson{}
+	var once sync.Once
+	require.NoError(t, register(fmt.Sprintf("test:replace_%T", key), func(db *gorm.DB) {
+		if db.Statement.Context.Value(key) == nil || db.DryRun {
+			return
+		}
+		once.Do(func() {
+			require.NoError(t, e.other.Delete(&PlainPerson{}, first.ID).Error)
+			*replaced = PlainPerson{Name: first.Name, Note: "another caller's"}
+			require.NoError(t, e.other.Create(replaced).Error)
+		})
+	}))
+	return replaced
+}
+
 // A row deleted and created again under another id between the read and
 // Assign's UPDATE: the UPDATE matches nothing, the read after it finds the
 // new row, and the new row is updated, never returned as updated without
@@ -353,18 +374,7 @@ func TestAssignRowReplacedBeforeUpdate(t *testing.T) {
 		e.reset(t, &PlainPerson{})
 		first := PlainPerson{Name: "ann", Note: "first"}
 		require.NoError(t, e.other.Create(&first).Error)
-		var replaced PlainPerson
-		var once sync.Once
-		require.NoError(t, e.db.Callback().Update().Before("gorm:update").Register("test:replace", func(db *gorm.DB) {
-			if _, ok := db.Statement.Context.Value(replaceKey{}).(bool); !ok {
-				return
-			}
-			once.Do(func() {
-				require.NoError(t, e.other.Delete(&PlainPerson{}, first.ID).Error)
-				replaced = PlainPerson{Name: "ann", Note: "another caller's"}
-				require.NoError(t, e.other.Create(&replaced).Error)
-			})
-		}))
+		replaced := e.replaceOnce(t, e.db.Callback().Update().Before("gorm:update").Register, replaceKey{}, first)
 		ctx := context.WithValue(context.Background(), replaceKey{}, true)
 		var dest PlainPerson
 		created, err := safefind.FindOrCreate(e.db.WithContext(ctx).Where(&PlainPerson{Name: "ann"}).Assign(map[string]any{"note": "mine"}), &dest)
@@ -570,16 +580,7 @@ func TestUpsertRowReplacedBeforeRead(t *testing.T) {
 		e.reset(t, &PlainPerson{})
 		first := PlainPerson{Name: "ann", Note: "first"}
 		require.NoError(t, e.other.Create(&first).Error)
-		var once sync.Once
-		require.NoError(t, e.db.Callback().Query().Before("gorm:query").Register("test:replace_on_read", func(db *gorm.DB) {
-			if _, ok := db.Statement.Context.Value(replaceOnReadKey{}).(bool); !ok || db.DryRun {
-				return
-			}
-			once.Do(func() {
-				require.NoError(t, e.other.Delete(&PlainPerson{}, first.ID).Error)
-				require.NoError(t, e.other.Create(&PlainPerson{Name: "ann", Note: "another caller's"}).Error)
-			})
-		}))
+		e.replaceOnce(t, e.db.Callback().Query().Before("gorm:query").Register, replaceOnReadKey{}, first)
 		ctx := context.WithValue(context.Background(), replaceOnReadKey{}, true)
 		var dest PlainPerson
 		created, err := safefind.CreateOrFind(e.db.WithContext(ctx).Where(&PlainPerson{Name: "ann"}).Assign(map[string]any{"note": "mine"}), &dest)
