@@ -170,6 +170,9 @@ var (
 // catalog is read once per database and table: a key created later is not
 // seen, and the upsert's guard keeps such a row unchanged (upsert.go).
 func (p *Plugin) otherUniqueKey(c *call) (bool, error) {
+	if c.tx.DryRun {
+		return false, nil // the catalog would have to be read: trust the caller, cache nothing
+	}
 	cacheKey := uniqueKey{c.tx.Dialector, resolverName(c.tx), c.catalogTable, ""}
 	sets, ok := p.tableKeys.Load(cacheKey)
 	if !ok {
@@ -194,6 +197,9 @@ func (p *Plugin) otherUniqueKey(c *call) (bool, error) {
 // one statement (dialect.UpsertTable), read from the catalog once per
 // database and table.
 func (p *Plugin) upsertTable(c *call) (bool, error) {
+	if c.tx.DryRun {
+		return true, nil // the catalog would have to be read: trust the caller, cache nothing
+	}
 	cacheKey := uniqueKey{c.tx.Dialector, resolverName(c.tx), c.catalogTable, ""}
 	if ok, hit := p.upsertable.Load(cacheKey); hit {
 		return ok.(bool), nil

@@ -343,3 +343,44 @@ func TestStatementBudgetsAttrsAssignAssociations(t *testing.T) {
 		}
 	})
 }
+
+// The upsert of CreateOrFind with Assign, per dialect, rendered with GORM's
+// DryRun outside a transaction: one statement where the dialect tells what
+// it did, then the read that a DryRun always shows.
+func TestGoldenUpsertSQL(t *testing.T) {
+	golden := map[string][]string{
+		"sqlite": {
+			// No upsert: INSERT, then the read (and, on a row that exists,
+			// the UPDATE, which a DryRun's read never finds).
+			"INSERT INTO `tags` (`name`,`note`) VALUES (\"go\",\"n\") ON CONFLICT DO NOTHING RETURNING `id`",
+			"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" ORDER BY `tags`.`id` LIMIT 1",
+		},
+		"postgres": {
+			`INSERT INTO "tags" ("name","note") VALUES ('go','n') ON CONFLICT ("name") DO UPDATE SET "note"='n' WHERE "tags"."name" = 'go'  RETURNING *,(xmax = 0)`,
+			`SELECT * FROM "tags" WHERE "tags"."name" = 'go' ORDER BY "tags"."id" LIMIT 1`,
+		},
+		"mysql": {
+			"INSERT INTO `tags` (`name`,`note`) VALUES ('go','n') ON DUPLICATE KEY UPDATE `id`=LAST_INSERT_ID(`id`),`note`=IF(`name` = 'go', 'n', `note`)",
+			"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' ORDER BY `tags`.`id` LIMIT 1",
+		},
+	}
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Tag{})
+		log := &sqlLog{Interface: e.db.Logger}
+		db, r := e.recorded(e.db)
+		dry := db.Session(&gorm.Session{DryRun: true, Logger: log})
+		created, err := safefind.CreateOrFind(dry.Where(&Tag{Name: "go"}).Assign(Tag{Note: "n"}), &Tag{})
+		require.NoError(t, err)
+		assert.False(t, created)
+		assert.Equal(t, golden[e.name], log.statements())
+		assert.Empty(t, r.Statements(), "DryRun sends nothing, the catalog read included")
+
+		db, r = e.recorded(e.db)
+		created, err = safefind.CreateOrFind(db.Where(&Tag{Name: "go"}).Assign(Tag{Note: "n"}), &Tag{})
+		require.NoError(t, err)
+		assert.True(t, created)
+		if e.name != "sqlite" {
+			assert.Equal(t, []string{"SELECT", "INSERT"}, kinds(r.Statements()), "the DryRun cached nothing: the catalog is read now")
+		}
+	})
+}
