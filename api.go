@@ -143,7 +143,7 @@ func CreateOrFind(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 // [ErrKeyNotUnique]. Errors are as for [FindOrCreate]; on an error the
 // elements are left as they were.
 func FindOrCreateAll(tx *gorm.DB, rows any, keyColumns ...string) (created []bool, err error) {
-	return writeAll(tx, rows, keyColumns, false)
+	return writeAll(tx, rows, keyColumns, opFindOrCreateAll, nil)
 }
 
 // CreateOrFindAll is the insert-first form of [FindOrCreateAll], for keys
@@ -153,5 +153,59 @@ func FindOrCreateAll(tx *gorm.DB, rows any, keyColumns ...string) (created []boo
 // steps of FindOrCreateAll. No savepoint is opened, on any dialect. As with
 // [CreateOrFind], the chain may carry only column equalities.
 func CreateOrFindAll(tx *gorm.DB, rows any, keyColumns ...string) (created []bool, err error) {
-	return writeAll(tx, rows, keyColumns, true)
+	return writeAll(tx, rows, keyColumns, opCreateOrFindAll, nil)
+}
+
+// UpsertAll inserts each element of rows, or gives the existing row with
+// its key the element's updateColumns, safely under concurrency: rows is a
+// pointer to a slice of model structs (or of pointers to them), as
+// [FindOrCreateAll] takes, and keyColumns (field or column names) must be
+// covered by a primary key or unique index ([ErrKeyNotUnique] otherwise).
+//
+// updateColumns are field or column names; none means every column the
+// INSERT writes but the key, the primary key, the chain's equalities and
+// the create-time columns (CreatedAt). GORM's UpdatedAt moves when one of
+// them changes. A name that is not a column is [ErrUnknownColumn]; a key
+// column, the primary key or a field GORM does not update is
+// [ErrInvalidColumns]; both are refused before anything is sent.
+//
+// After the call every element holds its stored row (id, defaults, the
+// values updated), matched by key, never by position, and created[i] is
+// true exactly for the elements whose row this call inserted. Elements
+// with one key and identical values share one row; with different values
+// the call fails with [ErrConflictingDuplicates]. The chain may carry only
+// column equalities: they are set on every row inserted, and a row that
+// has the key but not the chain's values is not updated (the call fails
+// with [ErrConflictNotFound]).
+//
+// A row whose values are already the ones given is not rewritten: on
+// PostgreSQL and SQLite the conflict update has a WHERE that one of the
+// columns differs (no new row version, no UPDATE trigger, UpdatedAt
+// unchanged). On MySQL/MariaDB the row keeps its values and UpdatedAt too,
+// but the server fires its UPDATE triggers for every row met.
+//
+// Rows are sent sorted by key, in chunks of [WithChunkSize] within the
+// bind-parameter limit, one statement per chunk plus a read of the rows
+// the statement did not return, with no savepoint on any dialect:
+//
+//   - PostgreSQL: INSERT ... ON CONFLICT (key) DO UPDATE SET ... WHERE (a
+//     column differs) RETURNING *, (xmax = 0); a partitioned table takes
+//     SQLite's two statements.
+//   - MariaDB 10.5+: INSERT ... ON DUPLICATE KEY UPDATE, each assignment
+//     guarded by the row's key and the chain's equalities, so that a row
+//     met by another unique key is never changed, RETURNING * and a
+//     per-row marker of what the statement did. A table with another
+//     unique key runs in a transaction: a row met by that key fails the
+//     call, which then leaves nothing behind.
+//   - SQLite: in a transaction, an INSERT that skips the existing rows,
+//     then the upsert of those.
+//
+// Hooks: BeforeSave and BeforeCreate run on every row sent, AfterCreate and
+// AfterSave on the rows created; update hooks do not run (as with GORM's
+// Create and OnConflict). Associations are not saved (refused, as in the
+// other batch calls). Concurrent UpsertAll calls on overlapping keys do not
+// deadlock on each other: they lock the keys in the same order. Errors are
+// as for [FindOrCreateAll]; on an error the elements are left as they were.
+func UpsertAll(tx *gorm.DB, rows any, keyColumns []string, updateColumns ...string) (created []bool, err error) {
+	return writeAll(tx, rows, keyColumns, opUpsertAll, updateColumns)
 }

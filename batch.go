@@ -21,8 +21,17 @@ type batch struct {
 	keys   []*schema.Field
 	groups []*group // the distinct keys, sorted
 
-	insertFirst bool // CreateOrFindAll: no first read
+	insertFirst bool // CreateOrFindAll and UpsertAll: no first read
 	plan        plan
+
+	// The upsert (UpsertAll, or Assign on a batch call; batch_upsert.go):
+	// the columns an existing row gets (not nil: the batch upserts), the
+	// UpdatedAt columns moved when one of them changes, and the style.
+	update, touch []string
+	style         upsertStyle
+	// marks: the batch's INSERT is marked (MarkMet) rather than plain, on
+	// a table without UPDATE triggers; read at its first INSERT.
+	marks *bool
 
 	// ours holds the primary keys of the rows this call inserted that no
 	// group's key matched: the database stored the key otherwise than Go
@@ -35,11 +44,8 @@ type batch struct {
 // writeAll is the batch driver's entry: it checks the arguments, inspects
 // the chain, groups the elements by key and settles the groups, chunk by
 // chunk, as the plan says; then it gives every element its row.
-func writeAll(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (created []bool, err error) {
-	op := opFindOrCreateAll
-	if insertFirst {
-		op = opCreateOrFindAll
-	}
+func writeAll(tx *gorm.DB, rows any, keyColumns []string, op string, updateColumns []string) (created []bool, err error) {
+	insertFirst := op != opFindOrCreateAll
 	c, err := newCall(tx, op)
 	defer func() { c.finish(err) }()
 	if err != nil {
@@ -72,10 +78,27 @@ func writeAll(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (cre
 	c.batch = true
 	c.dest = reflect.New(b.typ)
 	c.base = lookupFor(tx.Session(&gorm.Session{}), c)
+	if len(chainValues(tx.Statement, assignsIndex)) > 0 {
+		c.strict = true // an upsert: its INSERT comes first
+	}
 	if err := c.probeConditions(); err != nil {
 		return nil, err
 	}
 	if err := b.resolveKeys(keyColumns); err != nil {
+		return nil, err
+	}
+	if err := b.refuseKeyChanges(); err != nil {
+		return nil, err
+	}
+	switch {
+	case op == opUpsertAll && (len(c.attrs) > 0 || len(c.assigns) > 0):
+		return nil, fmt.Errorf("%w: UpsertAll takes its values from the rows, not from Attrs or Assign", ErrInvalidAttributes)
+	case op == opUpsertAll:
+		err = b.resolveUpdate(updateColumns)
+	case len(c.assigns) > 0:
+		err = b.assignUpdate()
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := b.refuseAssociations(); err != nil {
@@ -87,6 +110,16 @@ func writeAll(tx *gorm.DB, rows any, keyColumns []string, insertFirst bool) (cre
 
 	// Leave the caller's elements untouched until every chunk succeeded.
 	b.plan = c.planSkipping()
+	if b.update != nil {
+		var tx bool
+		if b.style, tx, err = b.chooseUpsert(); err != nil {
+			return nil, err
+		}
+		b.plan.conflict, b.plan.existing = conflictUpdates, existingUpdated
+		if tx && !c.inTx && !c.tx.DryRun {
+			b.plan.scope = scopeTransaction
+		}
+	}
 	if b.plan.scope == scopeTransaction {
 		// As GORM's Create does for models with hooks: a hook's error
 		// rolls back the rows.
@@ -176,6 +209,9 @@ func (b *batch) chunkSize() int {
 // resolve finds or creates the rows of one chunk.
 func (b *batch) resolve(chunk []*group) error {
 	c := b.c
+	if b.plan.conflict == conflictUpdates {
+		return b.resolveUpserts(chunk)
+	}
 	pending := chunk
 	if !b.insertFirst {
 		var err error
@@ -221,6 +257,42 @@ func (b *batch) resolve(chunk []*group) error {
 		pending = unresolved
 	}
 	return nil
+}
+
+// resolveUpserts upserts the rows of one chunk, then reads the rows the
+// upsert did not return: left as they were, or met by another unique key.
+// A row not found was deleted after the upsert met it (outside a
+// transaction), or the conflict is on another unique key: the upsert runs
+// again for those, while [WithRetries] allows.
+func (b *batch) resolveUpserts(chunk []*group) error {
+	c := b.c
+	pending := chunk
+	for attempt := 0; ; attempt++ {
+		if err := b.upsert(pending); err != nil {
+			return err
+		}
+		rest := unsettled(pending)
+		if len(rest) == 0 {
+			return nil
+		}
+		missing, err := b.read(rest, true)
+		if err != nil || c.tx.DryRun {
+			return err
+		}
+		c.record(EventFound, len(rest)-len(missing))
+		if len(missing) == 0 {
+			return nil
+		}
+		again, err := c.unresolvedConflict(attempt)
+		if err != nil {
+			return err
+		}
+		if !again {
+			return fmt.Errorf("%w: %s, key %v: no row has the key after the upsert; a conflict on another unique key, or the row deleted each time", ErrConflictNotFound, c.table, missing[0].raw)
+		}
+		c.record(EventRetry, len(missing))
+		pending = missing
+	}
 }
 
 // read selects the rows of groups by key with the call's lookup, the first

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"gorm.io/gorm/clause"
+	"gorm.io/gorm/schema"
 )
 
 // A batch's groups: the distinct keys of its elements, in key order, and
@@ -52,6 +53,11 @@ func (b *batch) group() error {
 		}
 		id := keyID(vals)
 		if g, ok := byID[id]; ok {
+			if b.update != nil {
+				if f := b.differs(b.elem(g.idx[0]), e); f != nil {
+					return fmt.Errorf("%w: elements %d and %d have key %v and different %s", ErrConflictingDuplicates, g.idx[0], i, raw, f.Name)
+				}
+			}
 			g.idx = append(g.idx, i)
 			continue
 		}
@@ -147,4 +153,23 @@ func (b *batch) pkID(row reflect.Value) string {
 		vals[i], _ = keyValue(v)
 	}
 	return keyID(vals)
+}
+
+// differs returns a column that an INSERT writes and the elements x and y
+// hold with different values (GORM's timestamps aside), or nil.
+func (b *batch) differs(x, y reflect.Value) *schema.Field {
+	ctx := b.c.tx.Statement.Context
+	for _, f := range b.c.schema.Fields {
+		if f.DBName == "" || !f.Creatable || f.AutoCreateTime > 0 || f.AutoUpdateTime > 0 {
+			continue
+		}
+		xv, _ := f.ValueOf(ctx, x)
+		yv, _ := f.ValueOf(ctx, y)
+		xk, errX := keyValue(xv)
+		yk, errY := keyValue(yv)
+		if errX != nil || errY != nil || keyID([]any{xk}) != keyID([]any{yk}) {
+			return f
+		}
+	}
+	return nil
 }

@@ -37,6 +37,19 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 	if err := c.runHooks(rowsPtr, callbacks.BeforeCreate); err != nil {
 		return nil, err
 	}
+	marks, err := b.marksInserts()
+	if err != nil {
+		return nil, err
+	}
+	if marks {
+		created, err := b.sendMarked(rowsPtr, groups)
+		if err != nil || !created.IsValid() {
+			return groups, err // !created.IsValid(): DryRun
+		}
+		met := len(groups) - created.Elem().Len() - len(unsettled(groups))
+		c.record(EventConflict, met)
+		return b.created(groups, created)
+	}
 	// RETURNING * where GORM renders it for this server (not on MySQL, nor
 	// SQLite before 3.35).
 	var skip []clause.Expression
@@ -77,6 +90,14 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 	if err != nil || !created.IsValid() {
 		return groups, err // !created.IsValid(): all or nothing, and nothing was inserted
 	}
+	return b.created(groups, created)
+}
+
+// created ends an INSERT that created the rows of created (a pointer to a
+// slice): it counts them, runs their AfterCreate hooks, and returns the
+// groups still unsettled.
+func (b *batch) created(groups []*group, created reflect.Value) ([]*group, error) {
+	c := b.c
 	n := created.Elem().Len()
 	c.record(EventCreated, n)
 	if n > 0 {
@@ -88,8 +109,36 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 	return unsettled(groups), nil
 }
 
+// marksInserts reports whether the batch's INSERT is the marked upsert of
+// no column (MarkMet, where the server has RETURNING): a conflict leaves the
+// row met as it was and fails nothing, so that no statement rollback turns
+// the locks of concurrent batches into gap locks that deadlock. Not on a
+// table with an UPDATE trigger, which the upsert would fire: the catalog
+// is read at the batch's first INSERT, so that a trigger created since the
+// last call is seen.
+func (b *batch) marksInserts() (bool, error) {
+	c := b.c
+	if b.marks != nil {
+		return *b.marks, nil
+	}
+	marks := false
+	if _, _, ok := c.d.MarkMet("", clause.Expr{}, []string{""}); ok &&
+		slices.Contains(c.tx.Callback().Create().Clauses, "RETURNING") {
+		marks = true
+		if !c.tx.DryRun {
+			triggers, err := c.d.UpdateTriggers(c.catalogDB(), c.catalogTable)
+			if err != nil {
+				return false, fmt.Errorf("safefind: read the triggers of %s: %w", c.catalogTable, err)
+			}
+			marks = !triggers
+		}
+	}
+	b.marks = &marks
+	return marks, nil
+}
+
 // rowsOf returns a new slice, behind a pointer, of the first element of
-// each group with the chain's equalities set.
+// each group with the chain's equalities, Attrs and Assign set.
 func (b *batch) rowsOf(groups []*group) (reflect.Value, error) {
 	ctx := b.c.tx.Statement.Context
 	rowsPtr := reflect.New(reflect.SliceOf(b.typ))
@@ -98,6 +147,9 @@ func (b *batch) rowsOf(groups []*group) (reflect.Value, error) {
 	for i, g := range groups {
 		rows.Index(i).Set(b.elem(g.idx[0]))
 		if err := b.c.assignTo(ctx, rows.Index(i)); err != nil {
+			return reflect.Value{}, err
+		}
+		if err := b.c.setRequestOn(ctx, rows.Index(i)); err != nil {
 			return reflect.Value{}, err
 		}
 	}

@@ -125,7 +125,7 @@ func newCall(tx *gorm.DB, op string) (*call, error) {
 		return nil, err
 	}
 	c := &call{op: op, start: time.Now(), p: p, tx: tx, table: tx.Statement.Table}
-	c.strict = op == opCreateOrFind || op == opCreateOrFindAll
+	c.strict = op == opCreateOrFind || op == opCreateOrFindAll || op == opUpsertAll
 	if tx.Error != nil {
 		return c, tx.Error
 	}

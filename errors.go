@@ -46,10 +46,25 @@ var (
 	// cannot store as FirstOrCreate would: a condition that is not
 	// column = value (GORM would ignore it), a value its field cannot take,
 	// a value for one of the lookup's equality columns other than the
-	// lookup's (the row would leave the lookup), or Attrs and Assign on a
-	// batch call. A column that is not a field of the model is
+	// lookup's (the row would leave the lookup); on a batch call, a value
+	// for a key column, Assign of an association or on a model with update
+	// hooks (a batch's Assign is an upsert, which runs none), and Attrs or
+	// Assign on UpsertAll. A column that is not a field of the model is
 	// [ErrUnknownColumn]. Nothing is written.
 	ErrInvalidAttributes = errors.New("safefind: Attrs or Assign cannot be applied")
+
+	// ErrInvalidColumns: UpsertAll's update columns name a column it
+	// cannot update: a key column (the key finds the row), the primary key,
+	// or a field GORM writes only on create or never (tagged "<-:create",
+	// "->" or "-"). A name that is not a column of the model is
+	// [ErrUnknownColumn]. Nothing is written.
+	ErrInvalidColumns = errors.New("safefind: invalid update columns")
+
+	// ErrConflictingDuplicates: UpsertAll's rows (or those of a batch call
+	// with Assign) hold one key twice with different values: which one
+	// should be stored is not clear. Identical duplicates share one row.
+	// Nothing is written.
+	ErrConflictingDuplicates = errors.New("safefind: two rows have one key and different values")
 
 	// ErrUnsupportedGORM: the GORM this program is built with keeps the
 	// chain's Attrs and Assign where safefind cannot read them; Initialize

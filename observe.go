@@ -113,6 +113,7 @@ const (
 	opCreateOrFind    = "CreateOrFind"
 	opFindOrCreateAll = "FindOrCreateAll"
 	opCreateOrFindAll = "CreateOrFindAll"
+	opUpsertAll       = "UpsertAll"
 )
 
 // record counts rows under kind in the plugin's Stats and reports the event.

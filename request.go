@@ -67,9 +67,6 @@ func (c *call) readRequest(stmt *gorm.Statement) error {
 	if len(attrs) == 0 && len(assigns) == 0 {
 		return nil
 	}
-	if c.batch {
-		return fmt.Errorf("%w: Attrs and Assign on a batch call are not supported yet", ErrInvalidAttributes)
-	}
 	var err error
 	if c.attrs, err = c.assignments(stmt, "Attrs", attrs); err != nil {
 		return err
@@ -242,9 +239,14 @@ func (c *call) checkAssignments(ctx context.Context) error {
 // setRequest sets Attrs, then Assign, on the row to create, after the
 // lookup's equalities, in FirstOrCreate's order.
 func (c *call) setRequest(ctx context.Context) error {
+	return c.setRequestOn(ctx, c.dest.Elem())
+}
+
+// setRequestOn sets Attrs, then Assign, on the struct v.
+func (c *call) setRequestOn(ctx context.Context, v reflect.Value) error {
 	for _, list := range [][]assignment{c.attrs, c.assigns} {
 		for _, a := range list {
-			if err := a.field.Set(ctx, c.dest.Elem(), a.value); err != nil {
+			if err := a.field.Set(ctx, v, a.value); err != nil {
 				return fmt.Errorf("%w: %s cannot take %#v: %w", ErrInvalidAttributes, a.field.Name, a.value, err)
 			}
 		}

@@ -88,7 +88,7 @@ func (c *call) upsert() (created, updated bool, dup, err error) {
 		return false, false, nil, err
 	case !found:
 		return false, false, nil, nil
-	case flagged.flag:
+	case flagOf(flagged.flags[0]) == flagInserted:
 		// As Create's RETURNING gives them: the columns the database
 		// chose; the others as dest holds them.
 		ctx := c.tx.Statement.Context
@@ -134,11 +134,11 @@ func (c *call) setUpdated(row reflect.Value, set []clause.Assignment) {
 	}
 }
 
-// flaggedRows shows GORM's scan every column but the last, a boolean that
-// it keeps as flag.
+// flaggedRows shows GORM's scan every column but the last, a flag of what
+// the statement did with the row, that it keeps in flags, row by row.
 type flaggedRows struct {
 	*sql.Rows
-	flag bool
+	flags []any
 }
 
 func (r *flaggedRows) Columns() ([]string, error) {
@@ -158,7 +158,39 @@ func (r *flaggedRows) ColumnTypes() ([]*sql.ColumnType, error) {
 }
 
 func (r *flaggedRows) Scan(dest ...any) error {
-	return r.Rows.Scan(append(dest, &r.flag)...)
+	r.flags = append(r.flags, nil)
+	return r.Rows.Scan(append(dest, &r.flags[len(r.flags)-1])...)
+}
+
+// The flag of a row: what the statement did with it.
+const (
+	flagInserted = 0 // the statement inserted the row
+	flagMet      = 1 // the row existed, with the key (updated, or left as it was)
+	flagOther    = 2 // the row existed, met by another unique key; left as it was
+)
+
+// flagOf reads a row's flag: a boolean true for inserted (UpsertCreated),
+// or the number MarkMet's expression gives, as the driver returns it.
+func flagOf(v any) int {
+	switch v := v.(type) {
+	case bool:
+		if v {
+			return flagInserted
+		}
+		return flagMet
+	case int64:
+		return int(v)
+	case []byte:
+		return flagOf(string(v))
+	case string:
+		switch v {
+		case "0", "t", "true":
+			return flagInserted
+		case "1", "f", "false":
+			return flagMet
+		}
+	}
+	return flagOther
 }
 
 // upsertByAffectedRows is the upsert where the statement tells what it did

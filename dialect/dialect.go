@@ -72,6 +72,33 @@ type Dialect interface {
 	// statement.
 	UpsertAffectedRows(d gorm.Dialector) bool
 
+	// Differs returns a condition true when a and b differ, a NULL being a
+	// value like any other: IS DISTINCT FROM, or the dialect's spelling of it.
+	Differs(a, b any) clause.Expression
+
+	// MarkMet is for a dialect whose upsert (ON DUPLICATE KEY UPDATE) names
+	// no conflict target: it updates the row it meets by any unique key.
+	// It returns the assignment to put first in the update, which marks the
+	// row met without changing it, and the expression that a RETURNING
+	// clause reads the mark with, row by row: 0 for a row the statement
+	// inserted, 1 for a row it met where guard held, 2 for a row it met
+	// where guard did not (another unique key). row names columns that
+	// tell the rows apart (the primary key); nonce makes this statement's
+	// marks differ from any earlier one on the connection. ok is false
+	// where the upsert names its conflict target (ON CONFLICT (...)).
+	MarkMet(nonce string, guard clause.Expression, row []string) (mark clause.Assignment, flag clause.Expr, ok bool)
+
+	// MarkMetList is MarkMet for a server without RETURNING: the marks of
+	// the rows met collect in a list that marks reads once the statement
+	// ran, as "k:<row>" and "o:<row>" entries separated by commas (the
+	// row's columns joined by ':').
+	MarkMetList(nonce string, guard clause.Expression, row []string) (mark clause.Assignment, marks clause.Expr, ok bool)
+
+	// UpdateTriggers reports whether table has an UPDATE trigger, read from
+	// the catalog (where MarkMet is ok: a marked upsert fires them even for
+	// a row it leaves unchanged). table may be qualified by its schema.
+	UpdateTriggers(tx *gorm.DB, table string) (bool, error)
+
 	// BatchesStatements reports whether an Exec without arguments may hold
 	// several statements separated by semicolons, sent in one round trip
 	// (PostgreSQL's simple query protocol); without prepared statements.

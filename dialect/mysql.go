@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"reflect"
+	"strings"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -114,4 +115,69 @@ func (mysql) UniqueKeys(tx *gorm.DB, table string) ([][]string, error) {
 		WHERE `+where+` AND INDEX_NAME NOT IN (
 			SELECT INDEX_NAME FROM information_schema.STATISTICS
 			WHERE `+where+` AND COLUMN_NAME IS NULL)`, append(args, args...)...))
+}
+
+// Differs: <=> is the NULL-safe equality.
+func (mysql) Differs(a, b any) clause.Expression {
+	return clause.Expr{SQL: "NOT (? <=> ?)", Vars: []any{a, b}}
+}
+
+// MarkMet: the update's first assignment sets the user variable @sf_met to
+// the nonce, whether guard held ('k') or not ('o'), and the row's columns,
+// and writes the first column back unchanged:
+//
+//	id = IF((@sf_met := CONCAT_WS(':', nonce, IF(guard, 'k', 'o'), id)) IS NULL, id, id)
+//
+// RETURNING is evaluated for each row as it is written, so the flag
+// compares @sf_met with what the row's own mark would be. A row the
+// statement inserted did not set it: it still holds an earlier row's mark
+// (another row's columns) or an earlier statement's (another nonce).
+func (mysql) MarkMet(nonce string, guard clause.Expression, row []string) (clause.Assignment, clause.Expr, bool) {
+	cols := make([]any, len(row))
+	for i, name := range row {
+		cols[i] = clause.Column{Name: name}
+	}
+	list := "?" + strings.Repeat(", ?", len(row)-1)
+	mark := clause.Expr{
+		SQL:  "IF((@sf_met := CONCAT_WS(':', ?, IF(?, 'k', 'o'), " + list + ")) IS NULL, ?, ?)",
+		Vars: append(append([]any{nonce, guard}, cols...), cols[0], cols[0]),
+	}
+	flag := clause.Expr{
+		SQL:  "CASE @sf_met WHEN CONCAT_WS(':', ?, 'k', " + list + ") THEN 1 WHEN CONCAT_WS(':', ?, 'o', " + list + ") THEN 2 ELSE 0 END",
+		Vars: append(append(append([]any{nonce}, cols...), nonce), cols...),
+	}
+	return clause.Assignment{Column: clause.Column{Name: row[0]}, Value: mark}, flag, true
+}
+
+// MarkMetList: the update's first assignment appends the row's mark to
+// @sf_met, which it first resets to the nonce unless the variable already
+// starts with it (an earlier statement's list, or none):
+//
+//	id = IF((@sf_met := CONCAT_WS(',', IF(LEFT(@sf_met, len) <=> nonce,
+//	@sf_met, nonce), CONCAT_WS(':', IF(guard, 'k', 'o'), id))) IS NULL, id, id)
+func (mysql) MarkMetList(nonce string, guard clause.Expression, row []string) (clause.Assignment, clause.Expr, bool) {
+	cols := make([]any, len(row))
+	for i, name := range row {
+		cols[i] = clause.Column{Name: name}
+	}
+	list := "?" + strings.Repeat(", ?", len(row)-1)
+	mark := clause.Expr{
+		SQL:  "IF((@sf_met := CONCAT_WS(',', IF(LEFT(@sf_met, ?) <=> ?, @sf_met, ?), CONCAT_WS(':', IF(?, 'k', 'o'), " + list + "))) IS NULL, ?, ?)",
+		Vars: append(append([]any{len(nonce), nonce, nonce, guard}, cols...), cols[0], cols[0]),
+	}
+	marks := clause.Expr{SQL: "IF(LEFT(@sf_met, ?) <=> ?, @sf_met, ?)", Vars: []any{len(nonce), nonce, nonce}}
+	return clause.Assignment{Column: clause.Column{Name: row[0]}, Value: mark}, marks, true
+}
+
+// UpdateTriggers: information_schema.TRIGGERS.
+func (mysql) UpdateTriggers(tx *gorm.DB, table string) (bool, error) {
+	schema, name := splitTable(table)
+	db, args := "DATABASE()", []any{name}
+	if schema != "" {
+		db, args = "?", []any{schema, name}
+	}
+	var n int64
+	err := tx.Raw("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = "+db+
+		" AND EVENT_OBJECT_TABLE = ? AND EVENT_MANIPULATION = 'UPDATE'", args...).Scan(&n).Error
+	return n > 0, err
 }

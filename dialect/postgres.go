@@ -105,3 +105,20 @@ func (postgres) UniqueKeys(tx *gorm.DB, table string) ([][]string, error) {
 		AND i.indisunique AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL
 		AND k.n <= i.indnkeyatts AND NOT 0 = ANY (i.indkey)`, args...))
 }
+
+func (postgres) Differs(a, b any) clause.Expression {
+	return clause.Expr{SQL: "? IS DISTINCT FROM ?", Vars: []any{a, b}}
+}
+
+// MarkMet: none; ON CONFLICT names its target, and RETURNING tells a row
+// inserted from one updated (UpsertCreated).
+func (postgres) MarkMet(string, clause.Expression, []string) (clause.Assignment, clause.Expr, bool) {
+	return clause.Assignment{}, clause.Expr{}, false
+}
+
+func (postgres) UpdateTriggers(*gorm.DB, string) (bool, error) { return false, nil }
+
+// MarkMetList: none, as MarkMet.
+func (postgres) MarkMetList(string, clause.Expression, []string) (clause.Assignment, clause.Expr, bool) {
+	return clause.Assignment{}, clause.Expr{}, false
+}

@@ -82,3 +82,20 @@ func (sqlite) UniqueKeys(tx *gorm.DB, table string) ([][]string, error) {
 			SELECT 1 FROM pragma_index_info(l.name, ?) x WHERE x.cid < 0)`,
 		name, schema, name, schema, schema, schema))
 }
+
+// Differs: IS NOT compares NULLs as values.
+func (sqlite) Differs(a, b any) clause.Expression {
+	return clause.Expr{SQL: "? IS NOT ?", Vars: []any{a, b}}
+}
+
+// MarkMet: none; ON CONFLICT names its target.
+func (sqlite) MarkMet(string, clause.Expression, []string) (clause.Assignment, clause.Expr, bool) {
+	return clause.Assignment{}, clause.Expr{}, false
+}
+
+func (sqlite) UpdateTriggers(*gorm.DB, string) (bool, error) { return false, nil }
+
+// MarkMetList: none, as MarkMet.
+func (sqlite) MarkMetList(string, clause.Expression, []string) (clause.Assignment, clause.Expr, bool) {
+	return clause.Assignment{}, clause.Expr{}, false
+}

@@ -8,6 +8,7 @@
 //	go run ./tests/cmd/bench -db postgres                   # SAFEFIND_POSTGRES_DSN
 //	go run ./tests/cmd/bench -db mysql                      # SAFEFIND_MYSQL_DSN
 //	go run ./tests/cmd/bench -db postgres -cliff            # the subtransaction cliff
+//	go run ./tests/cmd/bench -db mysql -upsert              # batch upserts
 //
 // Workloads: all hits, all misses, 90% hits, and contention (-goroutines
 // released together on each new key), each bare and inside caller
@@ -19,6 +20,8 @@
 // It prints a markdown table, writes it to -md, and draws -png.
 //
 // -cliff reproduces PostgreSQL's subtransaction cliff instead: see cliff.go.
+// -upsert measures batch upserts instead, safefind's UpsertAll against
+// GORM's OnConflict and a loop of single upserts: see upsert.go.
 package main
 
 import (
@@ -58,6 +61,9 @@ func main() {
 	cliffTime := flag.Duration("cliff-time", 15*time.Second, "-cliff: how long each side runs")
 	cliffXids := flag.Int("cliff-xids", 100_000, "-cliff: transactions committed past the idle one's horizon before measuring")
 	cliffHold := flag.Duration("cliff-hold", time.Second, "-cliff: how long each application transaction stays open after its inserts")
+	upsert := flag.Bool("upsert", false, "measure batch upserts instead (see upsert.go)")
+	upsertRows := flag.Int("upsert-rows", 1000, "-upsert: rows per batch")
+	upsertExisting := flag.Float64("upsert-existing", 0.5, "-upsert: the share of the batch's keys that exist already (half of them with a changed value)")
 	flag.Parse()
 
 	if *dsn == "" {
@@ -90,6 +96,12 @@ func main() {
 			log.Fatal("-cliff needs PostgreSQL: only its savepoints are subtransactions with a cache to overflow")
 		}
 		if err := runCliff(db, *cliffRows, *cliffXids, *cliffTime, *cliffHold); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	if *upsert {
+		if err := runUpsert(db, *kind, *upsertRows, *upsertExisting, *runs, *md); err != nil {
 			log.Fatal(err)
 		}
 		return

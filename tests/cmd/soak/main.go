@@ -1,9 +1,9 @@
 // Command soak runs safefind under sustained concurrency for a while and
 // checks that nothing goes wrong: goroutines call FindOrCreate,
-// CreateOrFind, FindOrCreateAll and CreateOrFindAll on a small key space,
-// bare (4 calls in 10) or inside safefind.RetryTransaction (1 to -txcalls
-// calls per transaction, at times under REPEATABLE READ), while another
-// goroutine hard-deletes random keys.
+// CreateOrFind, FindOrCreateAll, CreateOrFindAll and UpsertAll on a small
+// key space, bare (4 calls in 10) or inside safefind.RetryTransaction (1 to
+// -txcalls calls per transaction, at times under REPEATABLE READ), while
+// another goroutine hard-deletes random keys.
 //
 //	go run ./tests/cmd/soak                              # SQLite, 2 minutes, no setup
 //	go run ./tests/cmd/soak -db postgres -duration 20s   # DSN from SAFEFIND_POSTGRES_DSN
@@ -12,11 +12,23 @@
 // It works on a table of its own, soak_items, dropped and recreated at the
 // start. Every result is checked: the row returned has the key asked for and
 // a non-zero id, duplicates in a batch share one row, and only the first of
-// them can be created. At the end it prints calls, retries, retryable errors
-// by code, retryable errors that escaped (the attempts ran out, or a bare
-// call), errors that are not retryable, wrong rows, duplicate-key errors
-// returned to callers, keys stored twice (checked every -check and at the
-// end), heap in use after the warm-up and at the end, and the plugin's
+// them can be created. UpsertAll inside a transaction, whose rows stay
+// locked until the end of it, is checked against a locking read of the rows:
+// each element holds the stored row's id and the payload it wrote. At the
+// end the rows stored must be the rows created minus the rows deleted: the
+// created flags of the bare calls and of the committed transactions, the
+// deleter's affected rows (a bare call that failed may have created rows
+// before it failed, and widens the margin by its keys).
+//
+// It prints calls, retries, retryable errors by code, retryable errors that
+// escaped (the attempts ran out, or a bare call), a block of lock errors
+// (deadlocks, serialization failures, lock wait timeouts, others) by where
+// they met the caller (a bare single-row call, a bare batch call, an
+// attempt of a transaction that ran again, the last attempt of one that
+// gave up) and deadlocks by call, errors that are not retryable, wrong
+// rows, duplicate-key errors returned to callers, keys stored twice
+// (checked every -check and at the end), the row count against the created
+// flags, heap in use after the warm-up and at the end, and the plugin's
 // counters.
 //
 // The calls of a transaction take their keys in key order (call i from the
@@ -24,16 +36,21 @@
 // would; -unordered makes a fraction of them take keys anywhere, and then
 // PostgreSQL's deadlock detector, which waits deadlock_timeout (1s) before
 // it breaks a cycle, slows the whole run down. With every transaction in key
-// order, the PostgreSQL report counts the deadlocks (40P01) all the same:
-// a batch that finds a key it skipped deleted before its read inserts that
-// key again, after the keys above it. They are retried, and not a failure.
+// order, the PostgreSQL report counts deadlocks (40P01) in transactions all
+// the same: a batch that finds a key it skipped deleted before its read
+// inserts that key again, after the keys above it. They are retried, and
+// not a failure.
 //
 // The exit status is 1 if any of these is not 0: errors that are not
-// retryable, wrong rows, duplicate-key errors, keys stored twice, attempts
-// that RetryError miscounts, calls cut off at the end of -grace, errors of
-// the deleter or the checker; or if the heap is not flat: heap in use at the
-// end above 1.5 times the heap after the warm-up plus 8 MiB. Otherwise it is
-// 0 (2 for bad flags or no database).
+// retryable, wrong rows, duplicate-key errors, keys stored twice, bare batch
+// calls (FindOrCreateAll, CreateOrFindAll, UpsertAll) that failed with a
+// deadlock (40P01, 1213: they lock their keys in key order), rows stored
+// outside the margin of the created flags, attempts that RetryError
+// miscounts, calls cut off at the end of -grace, errors of the deleter or
+// the checker; or if the heap is not flat: heap in use at the end above 1.5
+// times the heap after the warm-up plus 8 MiB. Otherwise it is 0 (2 for bad
+// flags or no database). Retryable errors that escaped are counted, not a
+// failure: compare them across dialects.
 package main
 
 import (
