@@ -122,7 +122,7 @@ func (b *batch) marksInserts() (bool, error) {
 		return *b.marks, nil
 	}
 	marks := false
-	if _, _, ok := c.d.MarkMet("", clause.Expr{}, []string{""}); ok &&
+	if _, _, ok := c.d.MarkMet("", clause.Expr{}, "", []string{""}); ok &&
 		slices.Contains(c.tx.Callback().Create().Clauses, "RETURNING") {
 		marks = true
 		if !c.tx.DryRun {

@@ -61,7 +61,7 @@ const (
 func (b *batch) chooseUpsert() (upsertStyle, bool, error) {
 	c := b.c
 	returning := slices.Contains(c.tx.Callback().Create().Clauses, "RETURNING")
-	if _, _, ok := c.d.MarkMet("", clause.Expr{}, []string{""}); ok {
+	if _, _, ok := c.d.MarkMet("", clause.Expr{}, "", []string{""}); ok {
 		if !returning {
 			return upsertListed, true, nil
 		}
@@ -269,7 +269,8 @@ func (b *batch) marked(list bool) (clause.OnConflict, clause.Expr, error) {
 	if list {
 		markMet = c.d.MarkMetList
 	}
-	mark, flag, _ := markMet(hex.EncodeToString(nonce), guard, row)
+	// The mark writes back the key's first column: see MarkMet.
+	mark, flag, _ := markMet(hex.EncodeToString(nonce), guard, b.keys[0].DBName, row)
 	set := []clause.Assignment{mark}
 	if len(b.update) > 0 {
 		differs := make([]clause.Expression, len(b.update))

@@ -86,13 +86,16 @@ type Dialect interface {
 	// tell the rows apart (the primary key); nonce makes this statement's
 	// marks differ from any earlier one on the connection. ok is false
 	// where the upsert names its conflict target (ON CONFLICT (...)).
-	MarkMet(nonce string, guard clause.Expression, row []string) (mark clause.Assignment, flag clause.Expr, ok bool)
+	// The mark writes column back as it is: not the auto-increment primary
+	// key, whose assignment, even unchanged, moves InnoDB's counter back
+	// and makes a concurrent INSERT meet a row by its id.
+	MarkMet(nonce string, guard clause.Expression, column string, row []string) (mark clause.Assignment, flag clause.Expr, ok bool)
 
 	// MarkMetList is MarkMet for a server without RETURNING: the marks of
 	// the rows met collect in a list that marks reads once the statement
 	// ran, as "k:<row>" and "o:<row>" entries separated by commas (the
 	// row's columns joined by ':').
-	MarkMetList(nonce string, guard clause.Expression, row []string) (mark clause.Assignment, marks clause.Expr, ok bool)
+	MarkMetList(nonce string, guard clause.Expression, column string, row []string) (mark clause.Assignment, marks clause.Expr, ok bool)
 
 	// UpdateTriggers reports whether table has an UPDATE trigger, read from
 	// the catalog (where MarkMet is ok: a marked upsert fires them even for

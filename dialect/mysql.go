@@ -124,15 +124,15 @@ func (mysql) Differs(a, b any) clause.Expression {
 
 // MarkMet: the update's first assignment sets the user variable @sf_met to
 // the nonce, whether guard held ('k') or not ('o'), and the row's columns,
-// and writes the first column back unchanged:
+// and writes column back unchanged:
 //
-//	id = IF((@sf_met := CONCAT_WS(':', nonce, IF(guard, 'k', 'o'), id)) IS NULL, id, id)
+//	name = IF((@sf_met := CONCAT_WS(':', nonce, IF(guard, 'k', 'o'), id)) IS NULL, name, name)
 //
 // RETURNING is evaluated for each row as it is written, so the flag
 // compares @sf_met with what the row's own mark would be. A row the
 // statement inserted did not set it: it still holds an earlier row's mark
 // (another row's columns) or an earlier statement's (another nonce).
-func (mysql) MarkMet(nonce string, guard clause.Expression, row []string) (clause.Assignment, clause.Expr, bool) {
+func (mysql) MarkMet(nonce string, guard clause.Expression, column string, row []string) (clause.Assignment, clause.Expr, bool) {
 	cols := make([]any, len(row))
 	for i, name := range row {
 		cols[i] = clause.Column{Name: name}
@@ -140,22 +140,22 @@ func (mysql) MarkMet(nonce string, guard clause.Expression, row []string) (claus
 	list := "?" + strings.Repeat(", ?", len(row)-1)
 	mark := clause.Expr{
 		SQL:  "IF((@sf_met := CONCAT_WS(':', ?, IF(?, 'k', 'o'), " + list + ")) IS NULL, ?, ?)",
-		Vars: append(append([]any{nonce, guard}, cols...), cols[0], cols[0]),
+		Vars: append(append([]any{nonce, guard}, cols...), clause.Column{Name: column}, clause.Column{Name: column}),
 	}
 	flag := clause.Expr{
 		SQL:  "CASE @sf_met WHEN CONCAT_WS(':', ?, 'k', " + list + ") THEN 1 WHEN CONCAT_WS(':', ?, 'o', " + list + ") THEN 2 ELSE 0 END",
 		Vars: append(append(append([]any{nonce}, cols...), nonce), cols...),
 	}
-	return clause.Assignment{Column: clause.Column{Name: row[0]}, Value: mark}, flag, true
+	return clause.Assignment{Column: clause.Column{Name: column}, Value: mark}, flag, true
 }
 
 // MarkMetList: the update's first assignment appends the row's mark to
 // @sf_met, which it first resets to the nonce unless the variable already
 // starts with it (an earlier statement's list, or none):
 //
-//	id = IF((@sf_met := CONCAT_WS(',', IF(LEFT(@sf_met, len) <=> nonce,
-//	@sf_met, nonce), CONCAT_WS(':', IF(guard, 'k', 'o'), id))) IS NULL, id, id)
-func (mysql) MarkMetList(nonce string, guard clause.Expression, row []string) (clause.Assignment, clause.Expr, bool) {
+//	name = IF((@sf_met := CONCAT_WS(',', IF(LEFT(@sf_met, len) <=> nonce,
+//	@sf_met, nonce), CONCAT_WS(':', IF(guard, 'k', 'o'), id))) IS NULL, name, name)
+func (mysql) MarkMetList(nonce string, guard clause.Expression, column string, row []string) (clause.Assignment, clause.Expr, bool) {
 	cols := make([]any, len(row))
 	for i, name := range row {
 		cols[i] = clause.Column{Name: name}
@@ -163,10 +163,10 @@ func (mysql) MarkMetList(nonce string, guard clause.Expression, row []string) (c
 	list := "?" + strings.Repeat(", ?", len(row)-1)
 	mark := clause.Expr{
 		SQL:  "IF((@sf_met := CONCAT_WS(',', IF(LEFT(@sf_met, ?) <=> ?, @sf_met, ?), CONCAT_WS(':', IF(?, 'k', 'o'), " + list + "))) IS NULL, ?, ?)",
-		Vars: append(append([]any{len(nonce), nonce, nonce, guard}, cols...), cols[0], cols[0]),
+		Vars: append(append([]any{len(nonce), nonce, nonce, guard}, cols...), clause.Column{Name: column}, clause.Column{Name: column}),
 	}
 	marks := clause.Expr{SQL: "IF(LEFT(@sf_met, ?) <=> ?, @sf_met, ?)", Vars: []any{len(nonce), nonce, nonce}}
-	return clause.Assignment{Column: clause.Column{Name: row[0]}, Value: mark}, marks, true
+	return clause.Assignment{Column: clause.Column{Name: column}, Value: mark}, marks, true
 }
 
 // UpdateTriggers: information_schema.TRIGGERS.

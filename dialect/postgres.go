@@ -112,13 +112,13 @@ func (postgres) Differs(a, b any) clause.Expression {
 
 // MarkMet: none; ON CONFLICT names its target, and RETURNING tells a row
 // inserted from one updated (UpsertCreated).
-func (postgres) MarkMet(string, clause.Expression, []string) (clause.Assignment, clause.Expr, bool) {
+func (postgres) MarkMet(string, clause.Expression, string, []string) (clause.Assignment, clause.Expr, bool) {
 	return clause.Assignment{}, clause.Expr{}, false
 }
 
 func (postgres) UpdateTriggers(*gorm.DB, string) (bool, error) { return false, nil }
 
 // MarkMetList: none, as MarkMet.
-func (postgres) MarkMetList(string, clause.Expression, []string) (clause.Assignment, clause.Expr, bool) {
+func (postgres) MarkMetList(string, clause.Expression, string, []string) (clause.Assignment, clause.Expr, bool) {
 	return clause.Assignment{}, clause.Expr{}, false
 }

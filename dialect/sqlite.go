@@ -89,13 +89,13 @@ func (sqlite) Differs(a, b any) clause.Expression {
 }
 
 // MarkMet: none; ON CONFLICT names its target.
-func (sqlite) MarkMet(string, clause.Expression, []string) (clause.Assignment, clause.Expr, bool) {
+func (sqlite) MarkMet(string, clause.Expression, string, []string) (clause.Assignment, clause.Expr, bool) {
 	return clause.Assignment{}, clause.Expr{}, false
 }
 
 func (sqlite) UpdateTriggers(*gorm.DB, string) (bool, error) { return false, nil }
 
 // MarkMetList: none, as MarkMet.
-func (sqlite) MarkMetList(string, clause.Expression, []string) (clause.Assignment, clause.Expr, bool) {
+func (sqlite) MarkMetList(string, clause.Expression, string, []string) (clause.Assignment, clause.Expr, bool) {
 	return clause.Assignment{}, clause.Expr{}, false
 }

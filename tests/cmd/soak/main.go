@@ -76,6 +76,7 @@ import (
 	"github.com/safefind/safefind/dialect"
 	"github.com/safefind/safefind/tests/internal/dbopen"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
 )
 
@@ -95,7 +96,7 @@ const (
 	heapSlack  = 8 << 20
 )
 
-// kind is one of the four calls.
+// kind is one of the five calls.
 type kind int
 
 const (
@@ -103,10 +104,14 @@ const (
 	createOrFind
 	findOrCreateAll
 	createOrFindAll
+	upsertAll
 	nKinds
+
+	// atCommit is no call: a transaction's COMMIT failed.
+	atCommit = nKinds
 )
 
-var kindNames = [nKinds]string{"FindOrCreate", "CreateOrFind", "FindOrCreateAll", "CreateOrFindAll"}
+var kindNames = [nKinds + 1]string{"FindOrCreate", "CreateOrFind", "FindOrCreateAll", "CreateOrFindAll", "UpsertAll", "COMMIT"}
 
 // call is one planned call, run once bare or once per transaction attempt.
 type call struct {
@@ -114,13 +119,47 @@ type call struct {
 	keys  []string // one for the single-row calls
 	where bool     // single-row: the key in a Where chain, not a struct condition
 	ptrs  bool     // batch: []*Item rather than []Item
+	cols  bool     // UpsertAll: name the update column rather than take the default (the same: payload)
 }
 
+// batch reports whether the call is one of the batch calls.
+func (c call) batch() bool { return c.kind != findOrCreate && c.kind != createOrFind }
+
+// lockClass is what a retryable error is, for the report's block of lock
+// errors.
+type lockClass int
+
+const (
+	deadlock      lockClass = iota // PostgreSQL 40P01, MySQL/MariaDB 1213
+	serialization                  // PostgreSQL 40001
+	lockTimeout                    // MySQL/MariaDB 1205
+	otherLock                      // MariaDB 1020, ErrStaleSnapshot, SQLite busy, a failed COMMIT
+	nClasses
+)
+
+var classNames = [nClasses]string{"deadlock (40P01, 1213)", "serialization (40001)", "lock wait timeout (1205)", "other retryable"}
+
+// site is where a retryable error met the caller.
+type site int
+
+const (
+	bareSingle site = iota // a bare FindOrCreate or CreateOrFind returned it
+	bareBatch              // a bare FindOrCreateAll, CreateOrFindAll or UpsertAll returned it
+	txRetried              // an attempt failed with it, and RetryTransaction ran the transaction again
+	txEscaped              // the last attempt failed with it: the attempts ran out
+	nSites
+)
+
+var siteNames = [nSites]string{"bare single", "bare batch", "tx retried", "tx escaped"}
+
 func (c call) String() string {
-	if len(c.keys) == 1 {
+	if !c.batch() {
 		return fmt.Sprintf("%s(%s)", kindNames[c.kind], c.keys[0])
 	}
-	return fmt.Sprintf("%s(%d keys: %s…)", kindNames[c.kind], len(c.keys), c.keys[0])
+	if slices.IsSorted(c.keys) && len(slices.Compact(slices.Clone(c.keys))) == len(c.keys) {
+		return fmt.Sprintf("%s(%d keys: %s…%s)", kindNames[c.kind], len(c.keys), c.keys[0], c.keys[len(c.keys)-1])
+	}
+	return fmt.Sprintf("%s(%d keys in random order: %s…)", kindNames[c.kind], len(c.keys), c.keys[0])
 }
 
 type config struct {
@@ -130,7 +169,8 @@ type config struct {
 	goroutines, keys       int
 	batch, txCalls         int
 	attempts, deletes      int
-	unordered              float64
+	unordered, bare        float64
+	kinds                  []kind // the calls to make, from -calls
 	translate              bool
 	seed                   uint64
 }
@@ -154,6 +194,20 @@ type soak struct {
 
 	orderedDeadlocks atomic.Int64
 
+	// Lock errors by class and site, and deadlocks by the call (or COMMIT)
+	// that met them, bare or in a transaction.
+	lockErrors  [nClasses][nSites]atomic.Int64
+	deadlocksBy [nKinds + 1]atomic.Int64
+
+	// Errors that are not retryable, by the call (or COMMIT) that met them.
+	nonRetryableBy [nKinds + 1]atomic.Int64
+
+	// The row count at the end is kept − deletedRows, or up to margin more:
+	// kept counts the created flags of the bare calls and of the committed
+	// transactions, margin the keys of the bare calls that failed.
+	kept, margin atomic.Int64
+	stored       int64 // rows at the end; -1 when not counted
+
 	mu     sync.Mutex
 	notes  []string
 	causes map[string]int64 // retryable errors by code, in and out of transactions
@@ -176,14 +230,24 @@ func run() int {
 	flag.IntVar(&cfg.batch, "batch", 20, "most keys per batch call")
 	flag.IntVar(&cfg.txCalls, "txcalls", 4, "most calls per transaction")
 	flag.Float64Var(&cfg.unordered, "unordered", 0, "fraction of the transactions of several calls whose keys come in random order (they can deadlock)")
+	flag.Float64Var(&cfg.bare, "bare", 0.4, "fraction of the calls made bare, outside any transaction")
+	calls := flag.String("calls", strings.Join(kindNames[:nKinds], ","), "the calls to make, comma-separated")
 	flag.IntVar(&cfg.attempts, "attempts", 5, "RetryAttempts of each transaction")
 	flag.IntVar(&cfg.deletes, "deletes", 200, "deletes per second the deleter aims at, one statement at a time (0: no deleter)")
 	flag.BoolVar(&cfg.translate, "translate-error", false, "open GORM with TranslateError")
 	flag.Uint64Var(&cfg.seed, "seed", uint64(time.Now().UnixNano()), "random seed")
 	flag.Parse()
-	if cfg.goroutines < 1 || cfg.batch < 1 || cfg.txCalls < 1 || cfg.keys < cfg.txCalls || cfg.duration <= 0 || cfg.deletes < 0 {
-		fmt.Fprintln(os.Stderr, "soak: -goroutines, -batch, -txcalls and -duration must be positive, -keys at least -txcalls, -deletes not negative")
+	if cfg.goroutines < 1 || cfg.batch < 1 || cfg.txCalls < 1 || cfg.keys < cfg.txCalls || cfg.duration <= 0 || cfg.deletes < 0 || cfg.bare < 0 || cfg.bare > 1 {
+		fmt.Fprintln(os.Stderr, "soak: -goroutines, -batch, -txcalls and -duration must be positive, -keys at least -txcalls, -deletes not negative, -bare between 0 and 1")
 		return 2
+	}
+	for name := range strings.SplitSeq(*calls, ",") {
+		k := slices.Index(kindNames[:nKinds], strings.TrimSpace(name))
+		if k < 0 {
+			fmt.Fprintf(os.Stderr, "soak: -calls: no call %q (calls: %s)\n", name, strings.Join(kindNames[:nKinds], ", "))
+			return 2
+		}
+		cfg.kinds = append(cfg.kinds, kind(k))
 	}
 	if cfg.warmup <= 0 {
 		cfg.warmup = min(cfg.duration/10, 10*time.Second)
@@ -243,8 +307,12 @@ func run() int {
 // readings, and prints the report; it returns the exit status.
 func (s *soak) run() int {
 	cfg := s.cfg
-	fmt.Printf("safefind soak: %s, %d goroutines, %d keys, batches of up to %d, up to %d calls per transaction, deleter aiming at %d/s, %s (warm-up %s, grace %s), seed %d\n",
-		cfg.db, cfg.goroutines, cfg.keys, cfg.batch, cfg.txCalls, cfg.deletes, cfg.duration, cfg.warmup, cfg.grace, cfg.seed)
+	var calls []string
+	for _, k := range cfg.kinds {
+		calls = append(calls, kindNames[k])
+	}
+	fmt.Printf("safefind soak: %s, %d goroutines, %d keys, batches of up to %d, %.0f%% of calls bare, up to %d calls per transaction, deleter aiming at %d/s, %s (warm-up %s, grace %s), seed %d\ncalls: %s\n",
+		cfg.db, cfg.goroutines, cfg.keys, cfg.batch, 100*cfg.bare, cfg.txCalls, cfg.deletes, cfg.duration, cfg.warmup, cfg.grace, cfg.seed, strings.Join(calls, ", "))
 	start := time.Now()
 	deadline := start.Add(cfg.duration)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(cfg.grace))
@@ -285,28 +353,43 @@ func (s *soak) run() int {
 	close(stop)
 	helpers.Wait()
 	elapsed := time.Since(start)
+	s.stored = -1
 	if !hung {
 		s.checkDuplicates(context.Background())
+		if err := s.db.Model(&Item{}).Count(&s.stored).Error; err != nil {
+			s.stored = -1
+			s.harness.Add(1)
+			s.note(fmt.Sprintf("row count: %v", err))
+		}
 	}
 	heapEnd := heapInuse()
 	return s.report(elapsed, hung, heapStart, heapEnd, goroutinesStart)
 }
 
-// worker runs calls until the deadline: 4 in 10 bare, the others inside
-// RetryTransaction.
+// worker runs calls until the deadline: a fraction -bare (4 in 10) bare,
+// the others inside RetryTransaction.
 func (s *soak) worker(ctx context.Context, w int, deadline time.Time) {
 	r := rand.New(rand.NewPCG(s.cfg.seed, uint64(w)))
 	payload := fmt.Sprintf("worker %d", w)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if r.IntN(10) < 4 {
+		if r.Float64() < s.cfg.bare {
 			c := s.plan(r, s.keys)
 			s.bare.Add(1)
-			if err := s.do(s.db.WithContext(ctx), c, payload); err != nil {
+			created, err := s.do(s.db.WithContext(ctx), c, payload, false)
+			if err != nil {
+				// It may have created rows before it failed.
+				s.margin.Add(int64(len(c.keys)))
 				if safefind.IsRetryable(err) {
 					s.retryCause(err, true)
 				}
-				s.classify("bare "+c.String(), err)
+				st := bareSingle
+				if c.batch() {
+					st = bareBatch
+				}
+				s.classify("bare "+c.String(), st, c.kind, err)
+				continue
 			}
+			s.kept.Add(int64(created))
 			continue
 		}
 		s.transaction(ctx, r, payload)
@@ -317,8 +400,8 @@ func (s *soak) worker(ctx context.Context, w int, deadline time.Time) {
 // batches either a sorted run of consecutive keys or random keys in random
 // order, duplicates included.
 func (s *soak) plan(r *rand.Rand, keys []string) call {
-	c := call{kind: kind(r.IntN(int(nKinds))), where: r.IntN(2) == 0, ptrs: r.IntN(2) == 0}
-	if c.kind == findOrCreate || c.kind == createOrFind {
+	c := call{kind: s.cfg.kinds[r.IntN(len(s.cfg.kinds))], where: r.IntN(2) == 0, ptrs: r.IntN(2) == 0, cols: r.IntN(2) == 0}
+	if !c.batch() {
 		c.keys = []string{keys[r.IntN(len(keys))]}
 		return c
 	}
@@ -376,24 +459,42 @@ func (s *soak) transaction(ctx context.Context, r *rand.Rand, payload string) {
 			opts = append(opts, safefind.RetryTxOptions(&sql.TxOptions{Isolation: iso}))
 		}
 	}
-	runs := 0
+	// Each attempt's failure: the call that failed and its error, or
+	// atCommit and nil when the function returned nil.
+	type failure struct {
+		kind kind
+		err  error
+	}
+	var (
+		attempts []failure
+		created  int // the last attempt's created flags
+	)
 	err := safefind.RetryTransaction(s.db.WithContext(ctx), func(tx *gorm.DB) error {
-		runs++
+		attempts = append(attempts, failure{kind: atCommit})
+		created = 0
 		for _, c := range plan {
-			if err := s.do(tx, c, payload); err != nil {
+			n, err := s.do(tx, c, payload, true)
+			if err != nil {
 				if safefind.IsRetryable(err) {
 					s.retryCause(err, ordered)
 				}
+				attempts[len(attempts)-1] = failure{c.kind, err}
 				return err
 			}
+			created += n
 		}
 		return nil
 	}, opts...)
+	runs := len(attempts)
 	s.runs.Add(int64(runs))
 	if runs > 1 {
 		s.retries.Add(int64(runs - 1))
 	}
+	for _, f := range attempts[:max(runs-1, 0)] {
+		s.countLock("transaction attempt", txRetried, f.kind, f.err)
+	}
 	if err == nil {
+		s.kept.Add(int64(created))
 		s.committed.Add(1)
 		if iso == sql.LevelRepeatableRead {
 			s.committedRR.Add(1)
@@ -412,14 +513,18 @@ func (s *soak) transaction(ctx context.Context, r *rand.Rand, payload string) {
 		s.mismatch.Add(1)
 		s.note(fmt.Sprintf("%s: RetryError.Attempts = %d, but the function ran %d times", where, re.Attempts, runs))
 	}
-	s.classify(where, err)
+	last := failure{kind: atCommit}
+	if runs > 0 {
+		last = attempts[runs-1]
+	}
+	s.classify(where, txEscaped, last.kind, err)
 }
 
-// do runs one call on tx and checks its result.
-func (s *soak) do(tx *gorm.DB, c call, payload string) error {
+// do runs one call on tx and checks its result; inTx says tx is a
+// transaction's. It returns how many rows the call says it created.
+func (s *soak) do(tx *gorm.DB, c call, payload string, inTx bool) (int, error) {
 	s.calls[c.kind].Add(1)
-	switch c.kind {
-	case findOrCreate, createOrFind:
+	if !c.batch() {
 		fn := safefind.FindOrCreate
 		if c.kind == createOrFind {
 			fn = safefind.CreateOrFind
@@ -436,59 +541,75 @@ func (s *soak) do(tx *gorm.DB, c call, payload string) error {
 			created, err = fn(tx, &item, Item{ItemKey: k})
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if item.ItemKey != k || item.ID == 0 {
 			s.wrong(fmt.Sprintf("%s returned id %d key %q", c, item.ID, item.ItemKey))
 		}
 		if created {
 			s.created.Add(1)
+			return 1, nil
 		}
-		return nil
-	default:
-		fn := safefind.FindOrCreateAll
-		if c.kind == createOrFindAll {
-			fn = safefind.CreateOrFindAll
-		}
-		s.batchRows.Add(int64(len(c.keys)))
-		got := make([]Item, len(c.keys))
-		var (
-			created []bool
-			err     error
-		)
-		if c.ptrs {
-			rows := make([]*Item, len(c.keys))
-			for i, k := range c.keys {
-				rows[i] = &Item{ItemKey: k, Payload: payload}
-			}
-			if created, err = fn(tx, &rows, "item_key"); err != nil {
-				return err
-			}
-			for i, row := range rows {
-				got[i] = *row
-			}
-		} else {
-			rows := make([]Item, len(c.keys))
-			for i, k := range c.keys {
-				rows[i] = Item{ItemKey: k, Payload: payload}
-			}
-			if created, err = fn(tx, &rows, "item_key"); err != nil {
-				return err
-			}
-			copy(got, rows)
-		}
-		s.checkBatch(c, got, created)
-		return nil
+		return 0, nil
 	}
+
+	fn := func(tx *gorm.DB, rows any) ([]bool, error) {
+		switch c.kind {
+		case findOrCreateAll:
+			return safefind.FindOrCreateAll(tx, rows, "item_key")
+		case createOrFindAll:
+			return safefind.CreateOrFindAll(tx, rows, "item_key")
+		}
+		if c.cols {
+			return safefind.UpsertAll(tx, rows, []string{"item_key"}, "Payload")
+		}
+		return safefind.UpsertAll(tx, rows, []string{"item_key"})
+	}
+	s.batchRows.Add(int64(len(c.keys)))
+	got := make([]Item, len(c.keys))
+	var (
+		created []bool
+		err     error
+	)
+	if c.ptrs {
+		rows := make([]*Item, len(c.keys))
+		for i, k := range c.keys {
+			rows[i] = &Item{ItemKey: k, Payload: payload}
+		}
+		if created, err = fn(tx, &rows); err != nil {
+			return 0, err
+		}
+		for i, row := range rows {
+			got[i] = *row
+		}
+	} else {
+		rows := make([]Item, len(c.keys))
+		for i, k := range c.keys {
+			rows[i] = Item{ItemKey: k, Payload: payload}
+		}
+		if created, err = fn(tx, &rows); err != nil {
+			return 0, err
+		}
+		copy(got, rows)
+	}
+	n := s.checkBatch(c, got, created)
+	if c.kind == upsertAll && inTx {
+		if err := s.checkUpsert(tx, c, got, payload); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // checkBatch checks a batch's rows: each has its key and an id, elements of
-// one key share one row, and only the first of them can be created.
-func (s *soak) checkBatch(c call, got []Item, created []bool) {
+// one key share one row, and only the first of them can be created. It
+// returns how many are created.
+func (s *soak) checkBatch(c call, got []Item, created []bool) int {
 	if len(created) != len(got) {
 		s.wrong(fmt.Sprintf("%s returned %d created flags for %d rows", c, len(created), len(got)))
-		return
+		return 0
 	}
+	n := 0
 	first := make(map[string]int, len(got))
 	for i, row := range got {
 		k := c.keys[i]
@@ -503,22 +624,60 @@ func (s *soak) checkBatch(c call, got []Item, created []bool) {
 			first[k] = i
 		}
 		if created[i] {
-			s.created.Add(1)
+			n++
 		}
 	}
+	s.created.Add(int64(n))
+	return n
 }
 
-// classify counts an error that reached the caller: a retryable one (the
+// checkUpsert checks UpsertAll's rows inside a transaction, which holds
+// them locked (inserted, updated, or met by the conflict clause) until it
+// ends: a locking read finds each key once, with the id its elements got
+// and the payload they wrote. The read locks (FOR UPDATE) so that a
+// MySQL/MariaDB REPEATABLE READ snapshot cannot hide a row; SQLite's
+// transaction holds the whole database.
+func (s *soak) checkUpsert(tx *gorm.DB, c call, got []Item, payload string) error {
+	q := tx.Where("item_key IN ?", c.keys)
+	if s.cfg.db != "sqlite" {
+		q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate})
+	}
+	var rows []Item
+	if err := q.Find(&rows).Error; err != nil {
+		return err
+	}
+	stored := make(map[string]Item, len(rows))
+	for _, row := range rows {
+		if _, twice := stored[row.ItemKey]; twice {
+			s.wrong(fmt.Sprintf("%s: key %q read twice", c, row.ItemKey))
+		}
+		stored[row.ItemKey] = row
+	}
+	for i, row := range got {
+		st, ok := stored[c.keys[i]]
+		switch {
+		case !ok:
+			s.wrong(fmt.Sprintf("%s: element %d (key %q, id %d): no row in its transaction", c, i, c.keys[i], row.ID))
+		case st.ID != row.ID || st.Payload != payload || row.Payload != payload:
+			s.wrong(fmt.Sprintf("%s: element %d (key %q) holds id %d payload %q; stored id %d payload %q; written %q", c, i, c.keys[i], row.ID, row.Payload, st.ID, st.Payload, payload))
+		}
+	}
+	return nil
+}
+
+// classify counts an error that reached the caller, from a call of kind k
+// at st (bare, or the last attempt of a transaction): a retryable one (the
 // retries ran out, or a bare call), the context's end, a duplicate-key
 // error, or any other error. ErrConflictNotFound wraps the duplicate-key
 // error, and is counted as not retryable.
-func (s *soak) classify(where string, err error) {
+func (s *soak) classify(where string, st site, k kind, err error) {
 	switch {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		s.cancelled.Add(1)
 		s.note(fmt.Sprintf("%s: cut off at the end of the grace period: %v", where, err))
 	case safefind.IsRetryable(err):
 		s.escaped.Add(1)
+		s.countLock(where, st, k, err)
 		s.mu.Lock()
 		if s.firstEscaped == "" {
 			s.firstEscaped = fmt.Sprintf("%s: %v", where, err)
@@ -527,12 +686,14 @@ func (s *soak) classify(where string, err error) {
 	case errors.Is(err, safefind.ErrConflictNotFound):
 		s.conflictNF.Add(1)
 		s.nonRetryable.Add(1)
+		s.nonRetryableBy[k].Add(1)
 		s.note(fmt.Sprintf("%s: %v", where, err))
 	case s.isDuplicate(err):
 		s.dupErrors.Add(1)
 		s.note(fmt.Sprintf("%s: duplicate-key error: %v", where, err))
 	default:
 		s.nonRetryable.Add(1)
+		s.nonRetryableBy[k].Add(1)
 		s.note(fmt.Sprintf("%s: %v", where, err))
 	}
 }
@@ -546,6 +707,47 @@ func (s *soak) isDuplicate(err error) bool {
 	})
 }
 
+// lockClassOf tells what a retryable error is; nil (a transaction whose
+// COMMIT failed, its error unseen) is otherLock.
+func lockClassOf(err error) lockClass {
+	var (
+		pe *pgconn.PgError
+		me *mysql.MySQLError
+	)
+	switch {
+	case errors.As(err, &pe):
+		switch pe.Code {
+		case "40P01":
+			return deadlock
+		case "40001":
+			return serialization
+		}
+	case errors.As(err, &me):
+		switch me.Number {
+		case 1213:
+			return deadlock
+		case 1205:
+			return lockTimeout
+		}
+	}
+	return otherLock
+}
+
+// countLock counts a retryable error of a call of kind k (or atCommit) at
+// st, in the report's block of lock errors. A bare batch call's deadlock is
+// a failure, noted with where.
+func (s *soak) countLock(where string, st site, k kind, err error) {
+	class := lockClassOf(err)
+	s.lockErrors[class][st].Add(1)
+	if class != deadlock {
+		return
+	}
+	s.deadlocksBy[k].Add(1)
+	if st == bareBatch {
+		s.note(fmt.Sprintf("%s: deadlock in a bare batch call: %v", where, err))
+	}
+}
+
 // retryCause counts a retryable error a call returned, by its code, and
 // the deadlocks in ordered work (a bare call, or an ordered transaction).
 func (s *soak) retryCause(err error, ordered bool) {
@@ -555,14 +757,14 @@ func (s *soak) retryCause(err error, ordered bool) {
 		se    sqlite3.Error
 		cause = "other"
 	)
+	if ordered && lockClassOf(err) == deadlock {
+		s.orderedDeadlocks.Add(1)
+	}
 	switch {
 	case errors.Is(err, safefind.ErrStaleSnapshot):
 		cause = "ErrStaleSnapshot"
 	case errors.As(err, &pe):
 		cause = "postgres " + pe.Code
-		if pe.Code == "40P01" && ordered {
-			s.orderedDeadlocks.Add(1)
-		}
 	case errors.As(err, &me):
 		cause = fmt.Sprintf("mysql %d", me.Number)
 	case errors.As(err, &se):
@@ -668,6 +870,28 @@ func (s *soak) checkDuplicates(ctx context.Context) {
 	}
 }
 
+// reportLocks prints the block of lock errors: by class and by where they
+// met the caller, then the deadlocks by call.
+func (s *soak) reportLocks() {
+	fmt.Printf("%-28s", "lock errors ("+s.cfg.db+")")
+	for _, n := range siteNames {
+		fmt.Printf(" %12s", n)
+	}
+	fmt.Println()
+	for c := range nClasses {
+		fmt.Printf("  %-26s", classNames[c])
+		for st := range nSites {
+			fmt.Printf(" %12d", s.lockErrors[c][st].Load())
+		}
+		fmt.Println()
+	}
+	var by []string
+	for k := range nKinds + 1 {
+		by = append(by, fmt.Sprintf("%s %d", kindNames[k], s.deadlocksBy[k].Load()))
+	}
+	fmt.Printf("  %-26s %s\n", "deadlocks by call", strings.Join(by, ", "))
+}
+
 func heapInuse() uint64 {
 	runtime.GC()
 	var m runtime.MemStats
@@ -714,18 +938,36 @@ func (s *soak) report(elapsed time.Duration, hung bool, heapStart, heapEnd uint6
 	fmt.Printf("%-28s %10s  %s\n", "retryable errors by code", "", strings.Join(causes, ", "))
 	fmt.Printf("%-28s %10d  statements (%.0f/s), %d rows deleted, %d retryable errors\n", "deletes", s.deletes.Load(), float64(s.deletes.Load())/elapsed.Seconds(), s.deletedRows.Load(), s.deleteFailed.Load())
 	fmt.Printf("%-28s %10d\n", "rows created (per caller)", s.created.Load())
+	s.reportLocks()
+	must("bare batch deadlocks", s.lockErrors[deadlock][bareBatch].Load())
 	must("non-retryable errors", s.nonRetryable.Load())
-	if n := s.conflictNF.Load(); n > 0 {
-		fmt.Printf("%-28s %10d  of them ErrConflictNotFound\n", "", n)
+	if n := s.nonRetryable.Load(); n > 0 {
+		var by []string
+		for k := range nKinds + 1 {
+			if n := s.nonRetryableBy[k].Load(); n > 0 {
+				by = append(by, fmt.Sprintf("%s %d", kindNames[k], n))
+			}
+		}
+		fmt.Printf("%-28s %10d  of them ErrConflictNotFound; by call: %s\n", "", s.conflictNF.Load(), strings.Join(by, ", "))
 	}
 	must("wrong rows", s.wrongRows.Load())
 	must("duplicate-key errors", s.dupErrors.Load())
 	must(fmt.Sprintf("keys stored twice (%d chk)", s.dupChecks.Load()), s.dupKeys.Load())
-	if s.cfg.db == "postgres" && s.cfg.unordered == 0 {
-		// Informational: a batch inside a transaction re-inserts a key whose
-		// row was deleted between its INSERT and its read after the keys
-		// above it, out of order, and can then deadlock (40P01, retried).
-		fmt.Printf("%-28s %10d  (40P01 with every transaction in key order)\n", "deadlocks in ordered work", s.orderedDeadlocks.Load())
+	if s.stored >= 0 {
+		// Rows stored = created flags kept − rows deleted, up to the keys
+		// of the bare calls that failed more.
+		want, margin := s.kept.Load()-s.deletedRows.Load(), s.margin.Load()
+		status := "ok"
+		if s.stored < want || s.stored > want+margin {
+			status, fail = "FAIL", true
+		}
+		fmt.Printf("%-28s %10d  created flags kept %d − rows deleted %d = %d, margin +%d: %s\n",
+			"rows stored at the end", s.stored, s.kept.Load(), s.deletedRows.Load(), want, margin, status)
+	}
+	if s.cfg.unordered > 0 {
+		// Informational: the deadlocks of the bare calls and of the
+		// transactions in key order.
+		fmt.Printf("%-28s %10d  (deadlocks with every lock taken in key order)\n", "deadlocks in ordered work", s.orderedDeadlocks.Load())
 	}
 	must("RetryError.Attempts wrong", s.mismatch.Load())
 	must("cut off by the grace period", s.cancelled.Load())
