@@ -26,13 +26,13 @@ func createUpdateTrigger(t *testing.T, e *env, table string) {
 	case "postgres":
 		require.NoError(t, e.other.Exec(`CREATE OR REPLACE FUNCTION log_alias_update() RETURNS trigger AS $$
 			BEGIN INSERT INTO alias_updates(alias_id) VALUES (OLD.id); RETURN NEW; END $$ LANGUAGE plpgsql`).Error)
-		require.NoError(t, e.other.Exec(`CREATE TRIGGER ` + table + `_updated BEFORE UPDATE ON ` + table + `
+		require.NoError(t, e.other.Exec(`CREATE TRIGGER `+table+`_updated BEFORE UPDATE ON `+table+`
 			FOR EACH ROW EXECUTE FUNCTION log_alias_update()`).Error)
 	case "mysql":
-		require.NoError(t, e.other.Exec(`CREATE TRIGGER ` + table + `_updated BEFORE UPDATE ON ` + table + `
+		require.NoError(t, e.other.Exec(`CREATE TRIGGER `+table+`_updated BEFORE UPDATE ON `+table+`
 			FOR EACH ROW INSERT INTO alias_updates(alias_id) VALUES (OLD.id)`).Error)
 	case "sqlite":
-		require.NoError(t, e.other.Exec(`CREATE TRIGGER ` + table + `_updated BEFORE UPDATE ON ` + table + `
+		require.NoError(t, e.other.Exec(`CREATE TRIGGER `+table+`_updated BEFORE UPDATE ON `+table+`
 			BEGIN INSERT INTO alias_updates(alias_id) VALUES (OLD.id); END`).Error)
 	}
 }
