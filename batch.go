@@ -29,6 +29,9 @@ type batch struct {
 	// UpdatedAt columns moved when one of them changes, and the style.
 	update, touch []string
 	style         upsertStyle
+	// live: the soft-delete columns a row met must hold NULL to be the
+	// lookup's (liveColumns).
+	live []string
 	// marks: the batch's INSERT is marked (MarkMet) rather than plain, on
 	// a table without UPDATE triggers; read at its first INSERT.
 	marks *bool
@@ -111,7 +114,10 @@ func writeAll(tx *gorm.DB, rows any, keyColumns []string, op string, updateColum
 	// Leave the caller's elements untouched until every chunk succeeded.
 	b.plan = c.planSkipping()
 	if b.update != nil {
-		var tx bool
+		var ok, tx bool
+		if b.live, ok = c.liveColumns(); !ok {
+			return nil, fmt.Errorf("%w: %s has query clauses other than GORM's soft delete, which a batch upsert cannot apply", ErrUnsupportedCondition, c.schema.Name)
+		}
 		if b.style, tx, err = b.chooseUpsert(); err != nil {
 			return nil, err
 		}
@@ -288,7 +294,7 @@ func (b *batch) resolveUpserts(chunk []*group) error {
 			return err
 		}
 		if !again {
-			return fmt.Errorf("%w: %s, key %v: no row has the key after the upsert; a conflict on another unique key, or the row deleted each time", ErrConflictNotFound, c.table, missing[0].raw)
+			return fmt.Errorf("%w: %s, key %v: the lookup finds no row with the key after the upsert: the row holding it is soft-deleted or outside the chain's conditions, or is deleted each time", ErrConflictNotFound, c.table, missing[0].raw)
 		}
 		c.record(EventRetry, len(missing))
 		pending = missing

@@ -122,9 +122,10 @@ func (b *batch) marksInserts() (bool, error) {
 		return *b.marks, nil
 	}
 	marks := false
-	if _, _, ok := c.d.MarkMet("", clause.Expr{}, "", []string{""}); ok &&
+	live, known := c.liveColumns()
+	if _, _, ok := c.d.MarkMet("", clause.Expr{}, "", []string{""}); ok && known &&
 		slices.Contains(c.tx.Callback().Create().Clauses, "RETURNING") {
-		marks = true
+		marks, b.live = true, live
 		if !c.tx.DryRun {
 			triggers, err := c.d.UpdateTriggers(c.catalogDB(), c.catalogTable)
 			if err != nil {

@@ -143,6 +143,9 @@ func (b *batch) conflictUpdate(cols []string, when clause.Expression) clause.OnC
 	for _, e := range b.c.eqs {
 		where = append(where, clause.Eq{Column: clause.Column{Table: clause.CurrentTable, Name: e.field.DBName}, Value: e.value})
 	}
+	for _, col := range b.live {
+		where = append(where, clause.Eq{Column: clause.Column{Table: clause.CurrentTable, Name: col}, Value: nil})
+	}
 	return clause.OnConflict{Columns: target, DoUpdates: set, Where: clause.Where{Exprs: []clause.Expression{allOf(where...)}}}
 }
 
@@ -257,6 +260,9 @@ func (b *batch) marked(list bool) (clause.OnConflict, clause.Expr, error) {
 	for _, e := range c.eqs {
 		guards = append(guards, clause.Expr{SQL: "? <=> ?", Vars: []any{clause.Column{Name: e.field.DBName}, e.value}})
 	}
+	for _, col := range b.live {
+		guards = append(guards, clause.Expr{SQL: "? IS NULL", Vars: []any{clause.Column{Name: col}}})
+	}
 	guard := allOf(guards...)
 	row := c.schema.PrimaryFieldDBNames
 	if len(row) == 0 {
@@ -367,15 +373,18 @@ func pick(rows reflect.Value, idx []int) reflect.Value {
 	return out
 }
 
-// metOther is the error of an upsert that met a row by another unique key
-// than the batch's (or by the primary key): a statement that names its
-// conflict target would have failed on it.
+// metOther is the error of an upsert that met a row the guard kept as it
+// was: one met by another unique key than the batch's, or by the primary
+// key (a statement that names its conflict target would have failed on
+// it), or a row with the key that the lookup cannot find (soft-deleted, or
+// outside the chain's equalities).
 func (b *batch) metOther() error {
 	names := make([]string, len(b.keys))
 	for i, f := range b.keys {
 		names[i] = f.DBName
 	}
-	return fmt.Errorf("%w: %s: a row met a row of another unique key than (%s), or of the primary key; that row was left as it was",
+	return fmt.Errorf("%w: %s: a row met an existing row that it may not update, which was left as it was: "+
+		"one with another unique key than (%s) or the primary key, or one the lookup cannot find (soft-deleted, or outside the chain's conditions)",
 		ErrConflictNotFound, b.c.table, strings.Join(names, ", "))
 }
 

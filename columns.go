@@ -2,6 +2,7 @@ package safefind
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 
 	"gorm.io/gorm"
@@ -127,4 +128,25 @@ func (c *call) inserts() func(*schema.Field) bool {
 		}
 		return !ok || v
 	}
+}
+
+// liveColumns returns the columns of GORM's soft delete (gorm.DeletedAt),
+// NULL on a row that is not deleted, unless the chain is Unscoped: an
+// upsert must not update, nor return, a deleted row, which the lookup
+// cannot find. ok is false where the model has query clauses of another
+// kind, which safefind cannot add to an upsert.
+func (c *call) liveColumns() (cols []string, ok bool) {
+	s := c.schema
+	for _, f := range s.Fields {
+		if f.DBName != "" && f.FieldType == reflect.TypeFor[gorm.DeletedAt]() {
+			cols = append(cols, f.DBName)
+		}
+	}
+	if len(s.QueryClauses) > len(cols) {
+		return nil, false
+	}
+	if c.tx.Statement.Unscoped {
+		return nil, true
+	}
+	return cols, true
 }

@@ -205,3 +205,33 @@ func TestUpsertAllGoldenSQL(t *testing.T) {
 		assert.Equal(t, []Tag{{Name: "b", Note: "y"}, {Name: "a", Note: "x"}}, rows, "DryRun leaves the rows alone")
 	})
 }
+
+// A soft-deleted row holds its key, but the lookup cannot find it: the
+// upsert neither updates nor returns it, and the call fails, as the other
+// calls do; Unscoped finds and updates it. Account has an AfterCreate hook,
+// so the call runs in a transaction of its own and leaves nothing behind.
+func TestUpsertAllSoftDeleted(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Account{})
+		gone := Account{Email: "gone@x", Plan: "free"}
+		require.NoError(t, e.other.Create(&[]Account{gone, {Email: "live@x", Plan: "free"}}).Error)
+		require.NoError(t, e.other.Where("email = ?", "gone@x").Delete(&Account{}).Error)
+		rows := []Account{{Email: "live@x", Plan: "pro"}, {Email: "gone@x", Plan: "pro"}, {Email: "new@x", Plan: "pro"}}
+		_, err := safefind.UpsertAll(e.db, &rows, []string{"email"}, "plan")
+		require.ErrorIs(t, err, safefind.ErrConflictNotFound)
+		t.Log(err)
+		var stored []Account
+		require.NoError(t, e.other.Unscoped().Order("email").Find(&stored).Error)
+		require.Len(t, stored, 2, "nothing written")
+		for _, a := range stored {
+			assert.Equal(t, "free", a.Plan, a.Email)
+		}
+
+		rows = []Account{{Email: "gone@x", Plan: "pro"}}
+		created, err := safefind.UpsertAll(e.db.Unscoped(), &rows, []string{"email"}, "plan")
+		require.NoError(t, err)
+		assert.Equal(t, []bool{false}, created)
+		assert.Equal(t, "pro", rows[0].Plan)
+		assert.True(t, rows[0].DeletedAt.Valid, "the deleted row, as Unscoped finds it")
+	})
+}
