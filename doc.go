@@ -41,6 +41,17 @@
 // condition or an expression in Attrs or Assign) is refused with
 // [ErrUnknownColumn] or [ErrInvalidAttributes] before anything is written.
 //
+// # Batches and upserts
+//
+// [FindOrCreateAll] and [CreateOrFindAll] find or create many rows by a key,
+// in one round trip per step and chunk; [UpsertAll] inserts rows or updates
+// the existing ones with their key. All three sort the rows by key, so that
+// concurrent batches do not deadlock on each other, match the rows the
+// database returns to the elements by key, never by position, and report
+// created exactly, row by row, on every dialect. A batch chain's Attrs are
+// set on the rows created; its Assign makes the batch an upsert of
+// Assign's columns.
+//
 // # Guarantees
 //
 // No duplicate-key error reaches the caller, a conflict never writes to the

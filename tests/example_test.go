@@ -248,6 +248,33 @@ func Example_findOrCreateAll() {
 	// 1 go false
 }
 
+// Insert rows or update the existing ones with their key, and learn which.
+func Example_upsertAll() {
+	db := openExample("upsert_all")
+	if err := db.Use(safefind.New()); err != nil {
+		log.Fatal(err)
+	}
+	if err := db.AutoMigrate(&Alias{}); err != nil {
+		log.Fatal(err)
+	}
+	if err := db.Create(&Alias{AliasName: "golang", ModelID: 3}).Error; err != nil {
+		log.Fatal(err)
+	}
+
+	aliases := []Alias{{AliasName: "gopher", ModelID: 7}, {AliasName: "golang", ModelID: 7}}
+	created, err := safefind.UpsertAll(db, &aliases, []string{"alias_name"}, "model_id")
+	if err != nil {
+		log.Fatal(err)
+	}
+	// aliases[i].ID is the stored row's, matched by key; created[i] is true for the rows inserted.
+	for i, a := range aliases {
+		fmt.Println(a.AliasName, a.ModelID, created[i], a.ID > 0)
+	}
+	// Output:
+	// gopher 7 true true
+	// golang 7 false true
+}
+
 // With GORM's dbresolver, a replica may serve FindOrCreate's first read;
 // after a miss, the INSERT and the read of a conflict's winner go to the
 // primary. Here the replica lags: it has not received the primary's row.
