@@ -111,9 +111,12 @@ func (b *batch) upsert(groups []*group) error {
 		if len(rest) == 0 || len(b.update) == 0 {
 			break
 		}
-		restPtr, err2 := b.rowsOf(rest)
-		if err2 != nil {
-			return err2
+		// The rows the hooks ran on.
+		restPtr := reflect.New(rowsPtr.Elem().Type())
+		for i, g := range groups {
+			if !g.row.IsValid() {
+				restPtr.Elem().Set(reflect.Append(restPtr.Elem(), rowsPtr.Elem().Index(i)))
+			}
 		}
 		_, err = b.sendUpsert(restPtr, rest, b.conflictUpdate(b.update, b.changed()), nil, flagMet)
 	case upsertListed:
@@ -137,6 +140,9 @@ func (b *batch) conflictUpdate(cols []string, when clause.Expression) clause.OnC
 	target := make([]clause.Column, len(b.keys))
 	for i, f := range b.keys {
 		target[i] = clause.Column{Name: f.DBName}
+	}
+	if len(cols)+len(b.touch) == 0 {
+		cols = []string{b.keys[0].DBName} // a SET must set something; when holds for no row
 	}
 	set := clause.AssignmentColumns(append(slices.Clone(cols), b.touch...))
 	where := []clause.Expression{when}

@@ -278,3 +278,48 @@ func TestUpsertAllWithoutReturning(t *testing.T) {
 		assert.Zero(t, r.Savepoints())
 	}
 }
+
+// KeyOnly has no column to update but its key.
+type KeyOnly struct {
+	ID   uint
+	Name string `gorm:"size:64;uniqueIndex"`
+}
+
+// Shouting upper-cases its Note before every INSERT.
+type Shouting struct {
+	ID   uint
+	Name string `gorm:"size:64;uniqueIndex"`
+	Note string `gorm:"size:64"`
+}
+
+func (s *Shouting) BeforeCreate(*gorm.DB) error {
+	s.Note = strings.ToUpper(s.Note)
+	return nil
+}
+
+// With no column to update UpsertAll is a find-or-create; a BeforeCreate
+// hook's changes reach the rows updated as well as those inserted, as with
+// GORM's Create and OnConflict.
+func TestUpsertAllKeyOnlyAndHooks(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &KeyOnly{}, &Shouting{})
+		require.NoError(t, e.other.Create(&KeyOnly{Name: "b"}).Error)
+		keys := []KeyOnly{{Name: "b"}, {Name: "a"}}
+		created, err := safefind.UpsertAll(e.db, &keys, []string{"name"})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{false, true}, created)
+		assert.EqualValues(t, 1, keys[0].ID)
+
+		require.NoError(t, e.other.Create(&Shouting{Name: "b", Note: "old"}).Error)
+		rows := []Shouting{{Name: "b", Note: "new"}, {Name: "a", Note: "fresh"}}
+		created, err = safefind.UpsertAll(e.db, &rows, []string{"name"})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{false, true}, created)
+		var stored []Shouting
+		require.NoError(t, e.other.Order("name").Find(&stored).Error)
+		require.Len(t, stored, 2)
+		assert.Equal(t, "FRESH", stored[0].Note)
+		assert.Equal(t, "NEW", stored[1].Note)
+		assert.Equal(t, "NEW", rows[0].Note)
+	})
+}
