@@ -87,8 +87,9 @@ type Dialect interface {
 	// marks differ from any earlier one on the connection. ok is false
 	// where the upsert names its conflict target (ON CONFLICT (...)).
 	// The mark writes column back as it is: not the auto-increment primary
-	// key, whose assignment, even unchanged, moves InnoDB's counter back
-	// and makes a concurrent INSERT meet a row by its id.
+	// key, whose assignment, even unchanged, moves the statement's next id
+	// past the row met, out of the interval it reserved, so that a later
+	// row of the statement meets a concurrent INSERT's row by its id.
 	MarkMet(nonce string, guard clause.Expression, column string, row []string) (mark clause.Assignment, flag clause.Expr, ok bool)
 
 	// MarkMetList is MarkMet for a server without RETURNING: the marks of
