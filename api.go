@@ -118,8 +118,11 @@ func CreateOrFind(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 //  1. one SELECT for all the keys of a chunk;
 //  2. one INSERT of the missing rows, sorted by key, that skips the rows
 //     another caller created meanwhile (ON CONFLICT DO NOTHING RETURNING on
-//     PostgreSQL and SQLite; on MySQL/MariaDB a plain multi-row INSERT,
-//     all or nothing, tried again without the rows found after a conflict);
+//     PostgreSQL and SQLite; on MariaDB 10.5+, on a table without an UPDATE
+//     trigger, ON DUPLICATE KEY UPDATE of no column RETURNING each row with
+//     a marker of what the statement did; otherwise on MySQL/MariaDB a plain
+//     multi-row INSERT, all or nothing, tried again without the rows found
+//     after a conflict);
 //  3. one SELECT for the rows that lost a race (a shared locking read inside
 //     a MySQL/MariaDB transaction).
 //
@@ -128,8 +131,12 @@ func CreateOrFind(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 // savepoint is opened, on any dialect.
 //
 // Each element carries its key values and the attributes to create it with;
-// the chain's equalities (tx.Where(...)) are set on every row created, and
-// its conditions and locking clause apply to the reads. After the call every
+// the chain's equalities (tx.Where(...)) and Attrs are set on every row
+// created, and its conditions and locking clause apply to the reads. A chain
+// with Assign makes the call an upsert of Assign's columns, as [UpsertAll]
+// (Assign's values set on every row, created or existing; a row that already
+// holds them is not rewritten); its conditions must then be column
+// equalities. After the call every
 // element holds its stored row, in the caller's order; duplicates of one key
 // all receive the same row. created is aligned with rows: true for the
 // elements whose row this call inserted (the first element of each key).
@@ -148,9 +155,9 @@ func FindOrCreateAll(tx *gorm.DB, rows any, keyColumns ...string) (created []boo
 
 // CreateOrFindAll is the insert-first form of [FindOrCreateAll], for keys
 // that are usually new: one INSERT of all the rows of a chunk that skips the
-// existing ones, then one SELECT for those. On MySQL/MariaDB, whose
-// multi-row INSERT fails whole on a conflict, a conflict is followed by the
-// steps of FindOrCreateAll. No savepoint is opened, on any dialect. As with
+// existing ones, then one SELECT for those. Where MySQL/MariaDB take a
+// plain multi-row INSERT (see [FindOrCreateAll]), which fails whole on a
+// conflict, a conflict is followed by the steps of FindOrCreateAll. No savepoint is opened, on any dialect. As with
 // [CreateOrFind], the chain may carry only column equalities.
 func CreateOrFindAll(tx *gorm.DB, rows any, keyColumns ...string) (created []bool, err error) {
 	return writeAll(tx, rows, keyColumns, opCreateOrFindAll, nil)
