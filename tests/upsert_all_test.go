@@ -323,3 +323,26 @@ func TestUpsertAllKeyOnlyAndHooks(t *testing.T) {
 		assert.Equal(t, "NEW", rows[0].Note)
 	})
 }
+
+// The chain's equalities are set on every row inserted, and a row that has
+// the key but not the chain's values is not the lookup's: it is left as it
+// was, and the call fails.
+func TestUpsertAllChainEqualities(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Alias{})
+		require.NoError(t, e.other.Create(&[]Alias{{AliasName: "mine", ModelID: 5}, {AliasName: "theirs", ModelID: 6, Weight: 1}}).Error)
+		rows := []Alias{{AliasName: "new", Weight: 2}, {AliasName: "mine", Weight: 3}}
+		created, err := safefind.UpsertAll(e.db.Where("model_id = ?", 5), &rows, []string{"alias_name"}, "weight")
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true, false}, created)
+		stored := storedAliases(t, e.other)
+		assert.EqualValues(t, 5, stored["new"].ModelID, "the chain's equality is set on the row inserted")
+		assert.Equal(t, 3, stored["mine"].Weight)
+		assert.EqualValues(t, 5, rows[0].ModelID)
+
+		rows = []Alias{{AliasName: "theirs", Weight: 9}}
+		_, err = safefind.UpsertAll(e.db.Where("model_id = ?", 5), &rows, []string{"alias_name"}, "weight")
+		require.ErrorIs(t, err, safefind.ErrConflictNotFound)
+		assert.Equal(t, 1, storedAliases(t, e.other)["theirs"].Weight, "left as it was")
+	})
+}
