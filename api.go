@@ -200,12 +200,16 @@ func CreateOrFindAll(tx *gorm.DB, rows any, keyColumns ...string) (created []boo
 //     SQLite's two statements.
 //   - MariaDB 10.5+: INSERT ... ON DUPLICATE KEY UPDATE, each assignment
 //     guarded by the row's key and the chain's equalities, so that a row
-//     met by another unique key is never changed, RETURNING * and a
-//     per-row marker of what the statement did. A table with another
-//     unique key runs in a transaction: a row met by that key fails the
-//     call, which then leaves nothing behind.
-//   - SQLite: in a transaction, an INSERT that skips the existing rows,
-//     then the upsert of those.
+//     met by another unique key is never changed (the call fails),
+//     RETURNING * and a per-row marker of what the statement did. MySQL 8,
+//     without RETURNING: the statement, then a locking read of the rows
+//     with their markers.
+//   - SQLite: an INSERT that skips the existing rows, then the upsert of
+//     those.
+//
+// Outside a transaction the call opens one of its own, so that an error
+// leaves nothing behind (one that loses a deadlock runs again); inside
+// yours, roll it back on an error.
 //
 // Hooks: BeforeSave and BeforeCreate run on every row sent, AfterCreate and
 // AfterSave on the rows created; update hooks do not run (as with GORM's

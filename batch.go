@@ -74,9 +74,6 @@ func writeAll(tx *gorm.DB, rows any, keyColumns []string, op string, updateColum
 	if len(keyColumns) == 0 {
 		return nil, fmt.Errorf("%w: no key columns", ErrNoConditions)
 	}
-	if n == 0 {
-		return []bool{}, nil
-	}
 
 	c.batch = true
 	c.dest = reflect.New(b.typ)
@@ -87,7 +84,7 @@ func writeAll(tx *gorm.DB, rows any, keyColumns []string, op string, updateColum
 	if err := c.probeConditions(); err != nil {
 		return nil, err
 	}
-	if err := b.resolveKeys(keyColumns); err != nil {
+	if err := b.keyFields(keyColumns); err != nil {
 		return nil, err
 	}
 	if err := b.refuseKeyChanges(); err != nil {
@@ -104,6 +101,12 @@ func writeAll(tx *gorm.DB, rows any, keyColumns []string, op string, updateColum
 	if err != nil {
 		return nil, err
 	}
+	if n == 0 {
+		return []bool{}, nil // the arguments were checked; nothing is sent
+	}
+	if err := c.p.checkUnique(c, b.keys); err != nil {
+		return nil, err
+	}
 	if err := b.refuseAssociations(); err != nil {
 		return nil, err
 	}
@@ -114,23 +117,30 @@ func writeAll(tx *gorm.DB, rows any, keyColumns []string, op string, updateColum
 	// Leave the caller's elements untouched until every chunk succeeded.
 	b.plan = c.planSkipping()
 	if b.update != nil {
-		var ok, tx bool
+		var ok bool
 		if b.live, ok = c.liveColumns(); !ok {
 			return nil, fmt.Errorf("%w: %s has query clauses other than GORM's soft delete, which a batch upsert cannot apply", ErrUnsupportedCondition, c.schema.Name)
 		}
-		if b.style, tx, err = b.chooseUpsert(); err != nil {
+		if b.style, err = b.chooseUpsert(); err != nil {
 			return nil, err
 		}
 		b.plan.conflict, b.plan.existing = conflictUpdates, existingUpdated
-		if tx && !c.inTx && !c.tx.DryRun {
+		if !c.inTx && !c.tx.DryRun {
+			// All or nothing: a row the upsert may not update fails the
+			// call once the statement ran.
 			b.plan.scope = scopeTransaction
 		}
 	}
 	if b.plan.scope == scopeTransaction {
 		// As GORM's Create does for models with hooks: a hook's error
-		// rolls back the rows.
-		err = tx.Transaction(func(t *gorm.DB) error {
-			return b.with(c.inTransaction(t)).chunks()
+		// rolls back the rows. The transaction is the call's own: one
+		// that loses a deadlock or a serialization conflict runs again.
+		retries := 0
+		err = c.retryStatement(&retries, func() error {
+			b.reset()
+			return tx.Transaction(func(t *gorm.DB) error {
+				return b.with(c.inTransaction(t)).chunks()
+			})
 		})
 	} else {
 		err = b.chunks()
@@ -149,6 +159,13 @@ func writeAll(tx *gorm.DB, rows any, keyColumns []string, op string, updateColum
 		created[g.idx[0]] = g.created
 	}
 	return created, nil
+}
+
+// reset forgets the rows an attempt that was rolled back gave the groups.
+func (b *batch) reset() {
+	for _, g := range b.groups {
+		g.row, g.created = reflect.Value{}, false
+	}
 }
 
 // with returns a batch like b whose statements belong to c.
@@ -181,9 +198,8 @@ func (b *batch) chunks() error {
 	return nil
 }
 
-// resolveKeys finds the key fields and checks that a unique constraint
-// covers them.
-func (b *batch) resolveKeys(names []string) error {
+// keyFields finds the key fields.
+func (b *batch) keyFields(names []string) error {
 	s := b.c.schema
 	seen := map[*schema.Field]bool{}
 	for _, name := range names {
@@ -199,15 +215,17 @@ func (b *batch) resolveKeys(names []string) error {
 			b.keys = append(b.keys, f)
 		}
 	}
-	return b.c.p.checkUnique(b.c, b.keys)
+	return nil
 }
 
 // chunkSize is the most keys per statement: the configured size, within the
-// bind-parameter limit for an INSERT of every column and for a read of the
-// keys beside the chain's own conditions.
+// bind-parameter limit for an INSERT of every column (beside the
+// parameters of its conflict clause, the chain's equalities in each of its
+// guards) and for a read of the keys beside the chain's own conditions.
 func (b *batch) chunkSize() int {
 	limit := b.c.d.MaxParams()
-	insert := limit / max(len(b.c.schema.DBNames), 1)
+	clauseVars := 16 + len(b.c.eqs)*(len(b.update)+len(b.touch)+4)
+	insert := (limit - clauseVars) / max(len(b.c.schema.DBNames), 1)
 	read := (limit - b.c.whereVars) / max(len(b.keys), 1)
 	return max(1, min(b.c.p.cfg.chunk, insert, read))
 }
@@ -289,12 +307,18 @@ func (b *batch) resolveUpserts(chunk []*group) error {
 		if len(missing) == 0 {
 			return nil
 		}
+		// Keys the database compares otherwise than Go (a case-insensitive
+		// collation, a time cut to the column's precision): by its own
+		// comparison, one by one.
+		if missing, err = b.findOneByOne(missing); err != nil || len(missing) == 0 {
+			return err
+		}
 		again, err := c.unresolvedConflict(attempt)
 		if err != nil {
 			return err
 		}
 		if !again {
-			return fmt.Errorf("%w: %s, key %v: the lookup finds no row with the key after the upsert: the row holding it is soft-deleted or outside the chain's conditions, or is deleted each time", ErrConflictNotFound, c.table, missing[0].raw)
+			return fmt.Errorf("%w: %s, key %v: the lookup finds no row with the key after the upsert: the row holding it is soft-deleted, outside the chain's conditions, stored with a key no lookup finds (a time finer than the column, on MySQL), or deleted each time", ErrConflictNotFound, c.table, missing[0].raw)
 		}
 		c.record(EventRetry, len(missing))
 		pending = missing
@@ -316,6 +340,38 @@ func (b *batch) readFrom(q *gorm.DB, groups []*group) ([]*group, error) {
 	}
 	b.match(groups, out.Elem(), false)
 	return unsettled(groups), nil
+}
+
+// findOneByOne reads the rows of groups one at a time, by the database's
+// own comparison of keys, and returns the groups it did not find. A row read
+// is this call's own when its primary key is among the rows this call
+// inserted.
+func (b *batch) findOneByOne(groups []*group) (missing []*group, err error) {
+	for _, g := range groups {
+		dest := reflect.New(b.typ)
+		dest.Elem().Set(b.elem(g.idx[0]))
+		conds := make(map[string]any, len(b.keys))
+		for k, f := range b.keys {
+			conds[f.DBName] = g.raw[k]
+		}
+		c, err := begin(b.c.tx, dest.Interface(), []any{conds}, b.c.op)
+		if err != nil {
+			return nil, err
+		}
+		found, err := c.read(true)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			missing = append(missing, g)
+			continue
+		}
+		g.row, g.created = dest.Elem(), b.ours[b.pkID(dest.Elem())]
+		if !g.created {
+			b.c.record(EventFound, 1)
+		}
+	}
+	return missing, nil
 }
 
 // oneByOne settles the groups one at a time, by the database's own

@@ -53,7 +53,7 @@ func (b *batch) group() error {
 		}
 		id := keyID(vals)
 		if g, ok := byID[id]; ok {
-			if b.update != nil {
+			if b.c.op == opUpsertAll {
 				if f := b.differs(b.elem(g.idx[0]), e); f != nil {
 					return fmt.Errorf("%w: elements %d and %d have key %v and different %s", ErrConflictingDuplicates, g.idx[0], i, raw, f.Name)
 				}

@@ -54,33 +54,32 @@ const (
 	upsertListed
 )
 
-// chooseUpsert returns the batch's upsert style, and whether it needs a
-// transaction: the two-step and listed styles, and the marked style on a
-// table with another unique key, where a row met by it fails the call,
-// which must then leave nothing behind.
-func (b *batch) chooseUpsert() (upsertStyle, bool, error) {
+// chooseUpsert returns the batch's upsert style. Every style runs in a
+// transaction, the caller's or the call's own (writeAll): a row the upsert
+// may not update fails the call once the statement ran, which must then
+// leave nothing behind; and the two-step and listed styles need one.
+func (b *batch) chooseUpsert() (upsertStyle, error) {
 	c := b.c
 	returning := slices.Contains(c.tx.Callback().Create().Clauses, "RETURNING")
 	if _, _, ok := c.d.MarkMet("", clause.Expr{}, "", []string{""}); ok {
 		if !returning {
-			return upsertListed, true, nil
+			return upsertListed, nil
 		}
-		other, err := c.p.otherUniqueKey(c)
-		return upsertMarked, other, err
+		return upsertMarked, nil
 	}
 	if !returning {
-		return 0, false, fmt.Errorf("%w: batch upserts need INSERT ... RETURNING here (SQLite 3.35 or newer)", ErrUnsupportedDialect)
+		return 0, fmt.Errorf("%w: batch upserts need INSERT ... RETURNING here (SQLite 3.35 or newer)", ErrUnsupportedDialect)
 	}
 	if c.d.UpsertCreated() != nil {
 		ok, err := c.p.upsertTable(c)
 		if err != nil {
-			return 0, false, err
+			return 0, err
 		}
 		if ok {
-			return upsertFlagged, false, nil
+			return upsertFlagged, nil
 		}
 	}
-	return upsertTwoStep, true, nil
+	return upsertTwoStep, nil
 }
 
 // upsert sends the upsert of groups, in key order, and gives each group
@@ -160,9 +159,17 @@ func (b *batch) conflictUpdate(cols []string, when clause.Expression) clause.OnC
 func (b *batch) changed() clause.Expression {
 	differs := make([]clause.Expression, len(b.update))
 	for i, col := range b.update {
-		differs[i] = b.c.d.Differs(clause.Column{Table: clause.CurrentTable, Name: col}, clause.Column{Table: "excluded", Name: col})
+		differs[i] = b.c.d.Differs(clause.Column{Table: clause.CurrentTable, Name: col}, clause.Column{Table: "excluded", Name: col}, b.dataType(col))
 	}
 	return anyOf(differs)
+}
+
+// dataType is the data type of the model's column col.
+func (b *batch) dataType(col string) string {
+	if f := b.c.schema.LookUpField(col); f != nil {
+		return string(f.DataType)
+	}
+	return ""
 }
 
 // anyOf is the disjunction of exprs, in parentheses; false for none. (In
@@ -287,7 +294,7 @@ func (b *batch) marked(list bool) (clause.OnConflict, clause.Expr, error) {
 	if len(b.update) > 0 {
 		differs := make([]clause.Expression, len(b.update))
 		for i, col := range b.update {
-			differs[i] = c.d.Differs(clause.Column{Name: col}, values(col))
+			differs[i] = c.d.Differs(clause.Column{Name: col}, values(col), b.dataType(col))
 		}
 		changed := allOf(guard, anyOf(differs))
 		for _, col := range b.touch {
@@ -395,14 +402,14 @@ func (b *batch) metOther() error {
 }
 
 // sendListed is the marked upsert where the server has no RETURNING
-// (upsertListed), inside a transaction: the statement, the list of the rows
-// it met, then a locking read of the rows by key. A row read is one this
-// call inserted unless the statement met it: every row it inserted or met
-// stays locked until the transaction ends, so the read finds them as the
-// statement left them.
+// (upsertListed), inside a transaction: the statement, whose marks collect
+// in the session (MarkMetList), then a locking read of the rows by key with
+// each row's flag. Every row the statement inserted or met stays locked
+// until the transaction ends, so the read finds them as the statement left
+// them: a row not marked met is one the statement inserted.
 func (b *batch) sendListed(rowsPtr reflect.Value, groups []*group) (reflect.Value, error) {
 	c := b.c
-	onConflict, marks, err := b.marked(true)
+	onConflict, flag, err := b.marked(true)
 	if err != nil {
 		return reflect.Value{}, err
 	}
@@ -417,57 +424,7 @@ func (b *batch) sendListed(rowsPtr reflect.Value, groups []*group) (reflect.Valu
 	if err := db.Callback().Raw().Execute(db).Error; err != nil || c.tx.DryRun {
 		return reflect.Value{}, err
 	}
-	var list string
-	if err := onPrimary(c.tableDB(&gorm.Session{})).Raw("SELECT ?", marks).Scan(&list).Error; err != nil {
-		return reflect.Value{}, err
-	}
-	met := map[string]bool{}
-	for i, entry := range strings.Split(list, ",") {
-		if i == 0 {
-			continue // the nonce
-		}
-		kind, row, _ := strings.Cut(entry, ":")
-		if kind != "k" {
-			return reflect.Value{}, b.metOther()
-		}
-		met[row] = true
-	}
-	missing, err := b.readFrom(c.reader(true), groups)
-	if err != nil {
-		return reflect.Value{}, err
-	}
-	if len(missing) > 0 {
-		return reflect.Value{}, fmt.Errorf("safefind: a row upserted into %s could not be read back by its key", c.table)
-	}
-	created := reflect.New(reflect.SliceOf(b.typ))
-	for _, g := range groups {
-		if !met[b.rowMark(g.row)] {
-			created.Elem().Set(reflect.Append(created.Elem(), g.row))
-		}
-	}
-	c.record(EventFound, len(groups)-created.Elem().Len())
-	n := 0
-	for _, g := range groups {
-		if !met[b.rowMark(g.row)] {
-			g.row, g.created = created.Elem().Index(n), true
-			n++
-		}
-	}
-	return created, nil
-}
-
-// rowMark is how MarkMetList writes a row: its primary key's values (or
-// its key's, for a model without one) joined by ':'.
-func (b *batch) rowMark(row reflect.Value) string {
-	fields := b.c.schema.PrimaryFields
-	if len(fields) == 0 {
-		fields = b.keys
-	}
-	parts := make([]string, len(fields))
-	for i, f := range fields {
-		v, _ := f.ValueOf(b.c.tx.Statement.Context, row)
-		v, _ = keyValue(v)
-		parts[i] = fmt.Sprint(v)
-	}
-	return strings.Join(parts, ":")
+	return b.sendFlagged(func() *gorm.DB {
+		return c.reader(true).Model(reflect.New(b.typ).Interface()).Where(b.keysIn(groups)).Select("*, ?", flag)
+	}, groups, flagColumn)
 }

@@ -22,7 +22,7 @@ func (b *batch) resolveUpdate(names []string) error {
 		writes := b.c.inserts()
 		for _, f := range s.Fields {
 			if f.DBName == "" || !f.Creatable || !f.Updatable || f.PrimaryKey || f.AutoCreateTime > 0 ||
-				b.isKey(f) || b.isEquality(f) || !writes(f) {
+				b.isKey(f) || b.isEquality(f) || !writes(f) || f.FieldType == reflect.TypeFor[gorm.DeletedAt]() {
 				continue
 			}
 			b.addUpdate(f)
@@ -30,12 +30,15 @@ func (b *batch) resolveUpdate(names []string) error {
 		b.addTouch()
 		return nil
 	}
+	writes := b.c.inserts()
 	for _, name := range names {
 		f := s.LookUpField(name)
 		if f == nil || f.DBName == "" {
 			return fmt.Errorf("%w: update column %q", ErrUnknownColumn, name)
 		}
 		switch {
+		case !writes(f):
+			return fmt.Errorf("%w: %q is left out of the INSERT by the chain's Select or Omit, so there is no value to update it with", ErrInvalidColumns, name)
 		case b.isKey(f):
 			return fmt.Errorf("%w: %q is a key column; a row's key is what finds it", ErrInvalidColumns, name)
 		case f.PrimaryKey:
@@ -59,11 +62,15 @@ func (b *batch) assignUpdate() error {
 	if hasUpdateHooks(c.schema) {
 		return fmt.Errorf("%w: %s has update hooks, which a batch's Assign, an upsert, would not run; use FindOrCreate row by row", ErrInvalidAttributes, c.schema.Name)
 	}
+	writes := c.inserts()
 	for _, a := range c.assigns {
 		if !a.field.Updatable || a.field.DBName == "" {
 			return fmt.Errorf("%w: Assign sets %s, which GORM does not update", ErrInvalidAttributes, a.field.Name)
 		}
-		if !b.isEquality(a.field) {
+		// A column the chain's Select or Omit leave out is neither
+		// inserted nor updated, as FirstOrCreate's Create and Updates
+		// leave it out.
+		if !b.isEquality(a.field) && writes(a.field) {
 			b.addUpdate(a.field)
 		}
 	}

@@ -72,9 +72,10 @@ type Dialect interface {
 	// statement.
 	UpsertAffectedRows(d gorm.Dialector) bool
 
-	// Differs returns a condition true when a and b differ, a NULL being a
-	// value like any other: IS DISTINCT FROM, or the dialect's spelling of it.
-	Differs(a, b any) clause.Expression
+	// Differs returns a condition true when a and b, two values of a column
+	// of GORM's dataType, differ, a NULL being a value like any other: IS
+	// DISTINCT FROM, or the dialect's spelling of it.
+	Differs(a, b any, dataType string) clause.Expression
 
 	// MarkMet is for a dialect whose upsert (ON DUPLICATE KEY UPDATE) names
 	// no conflict target: it updates the row it meets by any unique key.
@@ -93,10 +94,11 @@ type Dialect interface {
 	MarkMet(nonce string, guard clause.Expression, column string, row []string) (mark clause.Assignment, flag clause.Expr, ok bool)
 
 	// MarkMetList is MarkMet for a server without RETURNING: the marks of
-	// the rows met collect in a list that marks reads once the statement
-	// ran, as "k:<row>" and "o:<row>" entries separated by commas (the
-	// row's columns joined by ':').
-	MarkMetList(nonce string, guard clause.Expression, column string, row []string) (mark clause.Assignment, marks clause.Expr, ok bool)
+	// the rows met collect in a list, in the session, and flag, selected
+	// with the rows once the statement ran, reads it, row by row: 0 for a
+	// row the statement did not meet, 1 for a row it met where guard held,
+	// 2 for every row if it met any row where guard did not.
+	MarkMetList(nonce string, guard clause.Expression, column string, row []string) (mark clause.Assignment, flag clause.Expr, ok bool)
 
 	// UpdateTriggers reports whether table has an UPDATE trigger, read from
 	// the catalog (where MarkMet is ok: a marked upsert fires them even for

@@ -117,56 +117,72 @@ func (mysql) UniqueKeys(tx *gorm.DB, table string) ([][]string, error) {
 			WHERE `+where+` AND COLUMN_NAME IS NULL)`, append(args, args...)...))
 }
 
-// Differs: <=> is the NULL-safe equality.
-func (mysql) Differs(a, b any) clause.Expression {
-	return clause.Expr{SQL: "NOT (? <=> ?)", Vars: []any{a, b}}
+// Differs: <=> is the NULL-safe equality; BINARY compares bytes, not by
+// the collation, which takes "a" for "A".
+func (mysql) Differs(a, b any, _ string) clause.Expression {
+	return clause.Expr{SQL: "NOT (BINARY ? <=> BINARY ?)", Vars: []any{a, b}}
 }
 
 // MarkMet: the update's first assignment sets the user variable @sf_met to
-// the nonce, whether guard held ('k') or not ('o'), and the row's columns,
-// and writes column back unchanged:
+// the nonce, whether guard held ('k') or not ('o'), and the row's identity
+// (rowIdentity), and writes column back unchanged:
 //
-//	name = IF((@sf_met := CONCAT_WS(':', nonce, IF(guard, 'k', 'o'), id)) IS NULL, name, name)
+//	name = IF((@sf_met := CONCAT_WS(':', nonce, IF(guard, 'k', 'o'), HEX(id))) IS NULL, name, name)
 //
 // RETURNING is evaluated for each row as it is written, so the flag
 // compares @sf_met with what the row's own mark would be. A row the
 // statement inserted did not set it: it still holds an earlier row's mark
-// (another row's columns) or an earlier statement's (another nonce).
+// (another row's identity) or an earlier statement's (another nonce).
 func (mysql) MarkMet(nonce string, guard clause.Expression, column string, row []string) (clause.Assignment, clause.Expr, bool) {
-	cols := make([]any, len(row))
-	for i, name := range row {
-		cols[i] = clause.Column{Name: name}
-	}
-	list := "?" + strings.Repeat(", ?", len(row)-1)
+	id := rowIdentity(row)
 	mark := clause.Expr{
-		SQL:  "IF((@sf_met := CONCAT_WS(':', ?, IF(?, 'k', 'o'), " + list + ")) IS NULL, ?, ?)",
-		Vars: append(append([]any{nonce, guard}, cols...), clause.Column{Name: column}, clause.Column{Name: column}),
+		SQL:  "IF((@sf_met := CONCAT_WS(':', ?, IF(?, 'k', 'o'), ?)) IS NULL, ?, ?)",
+		Vars: []any{nonce, guard, id, clause.Column{Name: column}, clause.Column{Name: column}},
 	}
 	flag := clause.Expr{
-		SQL:  "CASE @sf_met WHEN CONCAT_WS(':', ?, 'k', " + list + ") THEN 1 WHEN CONCAT_WS(':', ?, 'o', " + list + ") THEN 2 ELSE 0 END",
-		Vars: append(append(append([]any{nonce}, cols...), nonce), cols...),
+		SQL:  "CASE @sf_met WHEN CONCAT_WS(':', ?, 'k', ?) THEN 1 WHEN CONCAT_WS(':', ?, 'o', ?) THEN 2 ELSE 0 END",
+		Vars: []any{nonce, id, nonce, id},
 	}
 	return clause.Assignment{Column: clause.Column{Name: column}, Value: mark}, flag, true
 }
 
-// MarkMetList: the update's first assignment appends the row's mark to
-// @sf_met, which it first resets to the nonce unless the variable already
-// starts with it (an earlier statement's list, or none):
+// MarkMetList: the update's first assignment appends ",k" or ",o" and the
+// row's identity to @sf_met, which it first resets to the nonce unless the
+// variable already starts with it (an earlier statement's list, or none):
 //
-//	name = IF((@sf_met := CONCAT_WS(',', IF(LEFT(@sf_met, len) <=> nonce,
-//	@sf_met, nonce), CONCAT_WS(':', IF(guard, 'k', 'o'), id))) IS NULL, name, name)
+//	name = IF((@sf_met := CONCAT(IF(LEFT(@sf_met, len) <=> nonce, @sf_met,
+//	nonce), ',', IF(guard, 'k', 'o'), HEX(id))) IS NULL, name, name)
+//
+// The flag, read with the rows after the statement, looks the row up in
+// that list; 2 for every row once any row was met where guard did not hold.
 func (mysql) MarkMetList(nonce string, guard clause.Expression, column string, row []string) (clause.Assignment, clause.Expr, bool) {
-	cols := make([]any, len(row))
-	for i, name := range row {
-		cols[i] = clause.Column{Name: name}
-	}
-	list := "?" + strings.Repeat(", ?", len(row)-1)
+	id := rowIdentity(row)
 	mark := clause.Expr{
-		SQL:  "IF((@sf_met := CONCAT_WS(',', IF(LEFT(@sf_met, ?) <=> ?, @sf_met, ?), CONCAT_WS(':', IF(?, 'k', 'o'), " + list + "))) IS NULL, ?, ?)",
-		Vars: append(append([]any{len(nonce), nonce, nonce, guard}, cols...), clause.Column{Name: column}, clause.Column{Name: column}),
+		SQL:  "IF((@sf_met := CONCAT(IF(LEFT(@sf_met, ?) <=> ?, @sf_met, ?), ',', IF(?, 'k', 'o'), ?)) IS NULL, ?, ?)",
+		Vars: []any{len(nonce), nonce, nonce, guard, id, clause.Column{Name: column}, clause.Column{Name: column}},
 	}
-	marks := clause.Expr{SQL: "IF(LEFT(@sf_met, ?) <=> ?, @sf_met, ?)", Vars: []any{len(nonce), nonce, nonce}}
-	return clause.Assignment{Column: clause.Column{Name: column}, Value: mark}, marks, true
+	flag := clause.Expr{
+		SQL: "CASE WHEN NOT (LEFT(@sf_met, ?) <=> ?) THEN 0 WHEN LOCATE(',o', @sf_met) > 0 THEN 2 " +
+			"WHEN LOCATE(CONCAT(',k', ?, ','), CONCAT(@sf_met, ',')) > 0 THEN 1 ELSE 0 END",
+		Vars: []any{len(nonce), nonce, id},
+	}
+	return clause.Assignment{Column: clause.Column{Name: column}, Value: mark}, flag, true
+}
+
+// rowIdentity is the row's columns, each in hexadecimal (HEX of a number is
+// its value's, of anything else its bytes'), joined by ':': no value can
+// contain the separator, or the ',' of a list.
+func rowIdentity(row []string) clause.Expr {
+	if len(row) == 1 {
+		return clause.Expr{SQL: "HEX(?)", Vars: []any{clause.Column{Name: row[0]}}}
+	}
+	parts := make([]string, len(row))
+	vars := make([]any, len(row))
+	for i, name := range row {
+		parts[i] = "HEX(?)"
+		vars[i] = clause.Column{Name: name}
+	}
+	return clause.Expr{SQL: "CONCAT_WS(':', " + strings.Join(parts, ", ") + ")", Vars: vars}
 }
 
 // UpdateTriggers: information_schema.TRIGGERS.

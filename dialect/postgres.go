@@ -106,7 +106,12 @@ func (postgres) UniqueKeys(tx *gorm.DB, table string) ([][]string, error) {
 		AND k.n <= i.indnkeyatts AND NOT 0 = ANY (i.indkey)`, args...))
 }
 
-func (postgres) Differs(a, b any) clause.Expression {
+// Differs: IS DISTINCT FROM; json has no equality operator, and is compared
+// as jsonb (as a value: key order and spaces aside).
+func (postgres) Differs(a, b any, dataType string) clause.Expression {
+	if strings.EqualFold(dataType, "json") {
+		return clause.Expr{SQL: "CAST(? AS jsonb) IS DISTINCT FROM CAST(? AS jsonb)", Vars: []any{a, b}}
+	}
 	return clause.Expr{SQL: "? IS DISTINCT FROM ?", Vars: []any{a, b}}
 }
 

@@ -84,7 +84,7 @@ func (sqlite) UniqueKeys(tx *gorm.DB, table string) ([][]string, error) {
 }
 
 // Differs: IS NOT compares NULLs as values.
-func (sqlite) Differs(a, b any) clause.Expression {
+func (sqlite) Differs(a, b any, _ string) clause.Expression {
 	return clause.Expr{SQL: "? IS NOT ?", Vars: []any{a, b}}
 }
 

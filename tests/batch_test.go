@@ -540,8 +540,8 @@ func TestBatchGoldenSQL(t *testing.T) {
 		"mysql": {
 			"SELECT * FROM `tags` WHERE `tags`.`name` IN ('a','b')",
 			"INSERT INTO `tags` (`name`,`note`) VALUES ('a',''),('b','') ON DUPLICATE KEY UPDATE " +
-				"`name`=IF((@sf_met := CONCAT_WS(':', '<nonce>', IF((`name` <=> VALUES(`name`)), 'k', 'o'), `id`)) IS NULL, `name`, `name`) " +
-				"RETURNING *, CASE @sf_met WHEN CONCAT_WS(':', '<nonce>', 'k', `id`) THEN 1 WHEN CONCAT_WS(':', '<nonce>', 'o', `id`) THEN 2 ELSE 0 END",
+				"`name`=IF((@sf_met := CONCAT_WS(':', '<nonce>', IF((`name` <=> VALUES(`name`)), 'k', 'o'), HEX(`id`))) IS NULL, `name`, `name`) " +
+				"RETURNING *, CASE @sf_met WHEN CONCAT_WS(':', '<nonce>', 'k', HEX(`id`)) THEN 1 WHEN CONCAT_WS(':', '<nonce>', 'o', HEX(`id`)) THEN 2 ELSE 0 END",
 			"SELECT * FROM `tags` WHERE `tags`.`name` IN ('a','b') LOCK IN SHARE MODE",
 		},
 	}
