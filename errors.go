@@ -60,10 +60,11 @@ var (
 	// [ErrUnknownColumn]. Nothing is written.
 	ErrInvalidColumns = errors.New("safefind: invalid update columns")
 
-	// ErrConflictingDuplicates: UpsertAll's rows (or those of a batch call
-	// with Assign) hold one key twice with different values: which one
-	// should be stored is not clear. Identical duplicates share one row.
-	// Nothing is written.
+	// ErrConflictingDuplicates: UpsertAll's rows hold one key twice with
+	// different values: which one should be stored is not clear. Identical
+	// duplicates share one row. (The other batch calls insert the first
+	// element of a key, as FirstOrCreate row by row would.) Nothing is
+	// written.
 	ErrConflictingDuplicates = errors.New("safefind: two rows have one key and different values")
 
 	// ErrUnsupportedGORM: the GORM this program is built with keeps the
