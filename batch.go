@@ -348,17 +348,7 @@ func (b *batch) readFrom(q *gorm.DB, groups []*group) ([]*group, error) {
 // inserted.
 func (b *batch) findOneByOne(groups []*group) (missing []*group, err error) {
 	for _, g := range groups {
-		dest := reflect.New(b.typ)
-		dest.Elem().Set(b.elem(g.idx[0]))
-		conds := make(map[string]any, len(b.keys))
-		for k, f := range b.keys {
-			conds[f.DBName] = g.raw[k]
-		}
-		c, err := begin(b.c.tx, dest.Interface(), []any{conds}, b.c.op)
-		if err != nil {
-			return nil, err
-		}
-		found, err := c.read(true)
+		dest, _, found, err := b.readOne(g)
 		if err != nil {
 			return nil, err
 		}
@@ -374,23 +364,30 @@ func (b *batch) findOneByOne(groups []*group) (missing []*group, err error) {
 	return missing, nil
 }
 
+// readOne reads the row of g alone, by the database's own comparison of
+// keys (the latest read), into dest, a new element holding g's first
+// element before the read; c is the single-row call that read it.
+func (b *batch) readOne(g *group) (dest reflect.Value, c *call, found bool, err error) {
+	dest = reflect.New(b.typ)
+	dest.Elem().Set(b.elem(g.idx[0]))
+	conds := make(map[string]any, len(b.keys))
+	for k, f := range b.keys {
+		conds[f.DBName] = g.raw[k]
+	}
+	if c, err = begin(b.c.tx, dest.Interface(), []any{conds}, b.c.op); err != nil {
+		return dest, c, false, err
+	}
+	found, err = c.read(true)
+	return dest, c, found, err
+}
+
 // oneByOne settles the groups one at a time, by the database's own
 // comparison of keys: a read, then CreateOrFind's path. A row read is this
 // call's own when its primary key is among the rows this call inserted, or
 // when inserted says every group's row was.
 func (b *batch) oneByOne(groups []*group, inserted bool) error {
 	for _, g := range groups {
-		dest := reflect.New(b.typ)
-		dest.Elem().Set(b.elem(g.idx[0]))
-		conds := make(map[string]any, len(b.keys))
-		for k, f := range b.keys {
-			conds[f.DBName] = g.raw[k]
-		}
-		c, err := begin(b.c.tx, dest.Interface(), []any{conds}, b.c.op)
-		if err != nil {
-			return err
-		}
-		found, err := c.read(true)
+		dest, c, found, err := b.readOne(g)
 		if err != nil {
 			return err
 		}

@@ -442,11 +442,8 @@ func TestBatchNoDeadlock(t *testing.T) {
 					var err error
 					if inTx {
 						err = e.db.Transaction(func(tx *gorm.DB) error {
-							if e.name == "postgres" {
-								// Detect deadlocks in 50 ms instead of 1 s.
-								if err := tx.Exec("SET LOCAL deadlock_timeout = '50ms'").Error; err != nil {
-									return err
-								}
+							if err := fastDeadlocks(e, tx); err != nil {
+								return err
 							}
 							return insert(tx, rows)
 						})

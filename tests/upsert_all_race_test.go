@@ -50,10 +50,8 @@ func TestUpsertAllConcurrent(t *testing.T) {
 				}
 				rand.New(rand.NewPCG(uint64(round), uint64(w))).Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
 				err := e.db.Transaction(func(tx *gorm.DB) error {
-					if e.name == "postgres" {
-						if err := tx.Exec("SET LOCAL deadlock_timeout = '50ms'").Error; err != nil {
-							return err
-						}
+					if err := fastDeadlocks(e, tx); err != nil {
+						return err
 					}
 					created, err := safefind.UpsertAll(tx, &rows, []string{"alias_name"}, "model_id", "is_active")
 					flags[w] = created
@@ -122,10 +120,8 @@ func TestUpsertAllControlDeadlocks(t *testing.T) {
 				}
 				rand.New(rand.NewPCG(uint64(round), uint64(w))).Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
 				err := e.db.Transaction(func(tx *gorm.DB) error {
-					if e.name == "postgres" {
-						if err := tx.Exec("SET LOCAL deadlock_timeout = '50ms'").Error; err != nil {
-							return err
-						}
+					if err := fastDeadlocks(e, tx); err != nil {
+						return err
 					}
 					return tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "alias_name"}}, DoUpdates: clause.AssignmentColumns([]string{"model_id"})}).Create(&rows).Error
 				})
@@ -178,10 +174,8 @@ func TestUpsertAllAliasReassignment(t *testing.T) {
 				attempts := 0
 				err := safefind.RetryTransaction(e.db, func(tx *gorm.DB) error {
 					attempts++
-					if e.name == "postgres" {
-						if err := tx.Exec("SET LOCAL deadlock_timeout = '50ms'").Error; err != nil {
-							return err
-						}
+					if err := fastDeadlocks(e, tx); err != nil {
+						return err
 					}
 					rows := append([]Alias(nil), rows...)
 					if _, err := safefind.UpsertAll(tx, &rows, []string{"alias_name"}, "model_id", "is_active"); err != nil {
@@ -208,4 +202,13 @@ func TestUpsertAllAliasReassignment(t *testing.T) {
 			}
 		}
 	})
+}
+
+// fastDeadlocks makes PostgreSQL detect the deadlocks of transaction tx in
+// 50 ms instead of 1 s.
+func fastDeadlocks(e *env, tx *gorm.DB) error {
+	if e.name != "postgres" {
+		return nil
+	}
+	return tx.Exec("SET LOCAL deadlock_timeout = '50ms'").Error
 }

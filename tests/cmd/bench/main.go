@@ -431,14 +431,7 @@ func markdown(kind string, b *bench, rs []result) string {
 		if f := floor[r.workload+r.mode]; f > 0 {
 			ratio = fmt.Sprintf("%.2f", r.opsPerSec/f)
 		}
-		errs := "0"
-		if r.errors > 0 {
-			e := r.firstErr
-			if len(e) > 60 {
-				e = e[:60] + "…"
-			}
-			errs = fmt.Sprintf("**%d** (%s)", r.errors, strings.ReplaceAll(e, "|", "/"))
-		}
+		errs := errorCell(r.errors, r.firstErr)
 		fmt.Fprintf(&sb, "| %s | %s | %s | %.0f | %s | %s | %s | %.2f | %.2f | %.2f | %s |\n",
 			r.workload, r.mode, r.impl, r.opsPerSec, ratio, round(r.p50), round(r.p99), r.stmts, r.trips, r.sps, errs)
 	}
@@ -452,4 +445,17 @@ func round(d time.Duration) string {
 	default:
 		return d.Round(time.Microsecond).String()
 	}
+}
+
+// errorCell is a table cell for n errors, the first of which is first:
+// bold, with the error cut short, so that a failing implementation stands
+// out.
+func errorCell(n int64, first string) string {
+	if n == 0 {
+		return "0"
+	}
+	if len(first) > 60 {
+		first = first[:60] + "…"
+	}
+	return fmt.Sprintf("**%d** (%s)", n, strings.ReplaceAll(first, "|", "/"))
 }

@@ -379,14 +379,7 @@ func upsertMarkdown(kind string, n int, existing float64, runs int, us []upserte
 		if t.hasCreated {
 			created = count(t.wrongCreated, elements)
 		}
-		failures := "0"
-		if t.failures > 0 {
-			e := t.firstErr
-			if len(e) > 60 {
-				e = e[:60] + "…"
-			}
-			failures = fmt.Sprintf("**%d** (%s)", t.failures, strings.ReplaceAll(e, "|", "/"))
-		}
+		failures := errorCell(int64(t.failures), t.firstErr)
 		fmt.Fprintf(&sb, "| %s | %.0f | %.0f–%.0f | %.1f× | %.2f / %s | %.1f | %.1f | %s | %s | %s | %s |\n",
 			u.name, median(t.rates), slices.Min(t.rates), slices.Max(t.rates), median(t.rates)/loop,
 			float64(t.c.stmts.Load())/float64(t.units), unit,
