@@ -3,6 +3,7 @@ package safefind
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -31,9 +32,16 @@ func (c *call) reader(latest bool) *gorm.DB {
 // retryable error outside a transaction.
 const maxStatementRetries = 5
 
+// statementBackoff is the wait before a statement is sent again: jittered,
+// so that two statements that deadlocked on each other do not meet again
+// in step (MariaDB's delete-marked records make batches on keys deleted a
+// moment before deadlock however they are sorted).
+var statementBackoff = retryConfig{base: 5 * time.Millisecond, max: 200 * time.Millisecond}
+
 // retryStatement runs send, and runs it again when it fails outside a
 // transaction with an error the dialect retries (a lost deadlock, a Galera
-// certification failure): the statement was then a transaction of its own,
+// certification failure), after a jittered wait (statementBackoff): the
+// statement was then a transaction of its own,
 // rolled back whole, and nothing else of the caller's is lost. *retries
 // counts the retries of the statements that share a budget of
 // maxStatementRetries (a single-row call's INSERTs, a batch INSERT's
@@ -51,6 +59,9 @@ func (c *call) retryStatement(retries *int, send func() error) error {
 		}
 		*retries++
 		c.record(EventRetry, 1)
+		if done := wait(c.tx.Statement.Context, statementBackoff.backoff(*retries)); done != nil {
+			return errors.Join(err, done)
+		}
 	}
 }
 

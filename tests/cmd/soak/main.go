@@ -25,26 +25,37 @@
 // (deadlocks, serialization failures, lock wait timeouts, others) by where
 // they met the caller (a bare single-row call, a bare batch call, an
 // attempt of a transaction that ran again, the last attempt of one that
-// gave up) and deadlocks by call, errors that are not retryable, wrong
-// rows, duplicate-key errors returned to callers, keys stored twice
-// (checked every -check and at the end), the row count against the created
-// flags, heap in use after the warm-up and at the end, and the plugin's
-// counters.
+// gave up) and by call, errors that are not retryable, wrong rows,
+// duplicate-key errors returned to callers, keys stored twice (checked
+// every -check and at the end), the row count against the created flags,
+// heap in use after the warm-up and at the end, and the plugin's counters.
+// A bare call's error is noted with the statements the plugin retried for
+// it (its EventRetry events).
+//
+// -calls narrows the mix (-calls FindOrCreateAll,CreateOrFindAll), -bare
+// sets the share of bare calls, -upsert-changes the share of UpsertAll
+// calls that write the worker's payload rather than one that leaves the
+// rows as they are: each change makes a new row version that REPEATABLE
+// READ transactions on PostgreSQL fail on (40001), retried.
 //
 // The calls of a transaction take their keys in key order (call i from the
 // i-th slice of the key space), as an application that wants no deadlock
 // would; -unordered makes a fraction of them take keys anywhere, and then
 // PostgreSQL's deadlock detector, which waits deadlock_timeout (1s) before
 // it breaks a cycle, slows the whole run down. With every transaction in key
-// order, the PostgreSQL report counts deadlocks (40P01) in transactions all
-// the same: a batch that finds a key it skipped deleted before its read
-// inserts that key again, after the keys above it. They are retried, and
-// not a failure.
+// order, the report counts deadlocks in transactions all the same. On
+// PostgreSQL (40P01) a batch that finds a key it skipped deleted before its
+// read inserts that key again, after the keys above it; on MariaDB (1213)
+// InnoDB's next-key locks on the unique index deadlock two INSERTs in key
+// order (one waits to lock a record, the other, which holds it, to insert
+// into the gap before it), around keys the deleter removed. They are
+// retried, and not a failure.
 //
 // The exit status is 1 if any of these is not 0: errors that are not
 // retryable, wrong rows, duplicate-key errors, keys stored twice, bare batch
 // calls (FindOrCreateAll, CreateOrFindAll, UpsertAll) that failed with a
-// deadlock (40P01, 1213: they lock their keys in key order), rows stored
+// deadlock (40P01, 1213: they lock their keys in key order, and the plugin
+// sends a statement that lost a deadlock again), rows stored
 // outside the margin of the created flags, attempts that RetryError
 // miscounts, calls cut off at the end of -grace, errors of the deleter or
 // the checker; or if the heap is not flat: heap in use at the end above 1.5
@@ -120,7 +131,14 @@ type call struct {
 	where bool     // single-row: the key in a Where chain, not a struct condition
 	ptrs  bool     // batch: []*Item rather than []Item
 	cols  bool     // UpsertAll: name the update column rather than take the default (the same: payload)
+	keep  bool     // UpsertAll: write keptPayload, which leaves a row that has it unchanged, not the worker's
 }
+
+// keptPayload is the payload UpsertAll writes but for a fraction
+// -upsert-changes of its calls, which write the worker's: a row that
+// already has it is left as it is (no new row version on PostgreSQL), as
+// most upserts of a sync job would.
+const keptPayload = "kept"
 
 // batch reports whether the call is one of the batch calls.
 func (c call) batch() bool { return c.kind != findOrCreate && c.kind != createOrFind }
@@ -137,7 +155,10 @@ const (
 	nClasses
 )
 
-var classNames = [nClasses]string{"deadlock (40P01, 1213)", "serialization (40001)", "lock wait timeout (1205)", "other retryable"}
+var (
+	classNames  = [nClasses]string{"deadlock (40P01, 1213)", "serialization (40001)", "lock wait timeout (1205)", "other retryable"}
+	classPlural = [nClasses]string{"deadlocks", "serializations", "lock wait timeouts", "other retryable"}
+)
 
 // site is where a retryable error met the caller.
 type site int
@@ -170,6 +191,7 @@ type config struct {
 	batch, txCalls         int
 	attempts, deletes      int
 	unordered, bare        float64
+	upsertChanges          float64
 	kinds                  []kind // the calls to make, from -calls
 	translate              bool
 	seed                   uint64
@@ -194,10 +216,10 @@ type soak struct {
 
 	orderedDeadlocks atomic.Int64
 
-	// Lock errors by class and site, and deadlocks by the call (or COMMIT)
-	// that met them, bare or in a transaction.
-	lockErrors  [nClasses][nSites]atomic.Int64
-	deadlocksBy [nKinds + 1]atomic.Int64
+	// Lock errors by class and site, and by class and the call (or
+	// COMMIT) that met them, bare or in a transaction.
+	lockErrors [nClasses][nSites]atomic.Int64
+	lockBy     [nClasses][nKinds + 1]atomic.Int64
 
 	// Errors that are not retryable, by the call (or COMMIT) that met them.
 	nonRetryableBy [nKinds + 1]atomic.Int64
@@ -231,14 +253,15 @@ func run() int {
 	flag.IntVar(&cfg.txCalls, "txcalls", 4, "most calls per transaction")
 	flag.Float64Var(&cfg.unordered, "unordered", 0, "fraction of the transactions of several calls whose keys come in random order (they can deadlock)")
 	flag.Float64Var(&cfg.bare, "bare", 0.4, "fraction of the calls made bare, outside any transaction")
+	flag.Float64Var(&cfg.upsertChanges, "upsert-changes", 0.1, "fraction of the UpsertAll calls that write the worker's payload, not "+keptPayload+" (a change on most rows)")
 	calls := flag.String("calls", strings.Join(kindNames[:nKinds], ","), "the calls to make, comma-separated")
 	flag.IntVar(&cfg.attempts, "attempts", 5, "RetryAttempts of each transaction")
 	flag.IntVar(&cfg.deletes, "deletes", 200, "deletes per second the deleter aims at, one statement at a time (0: no deleter)")
 	flag.BoolVar(&cfg.translate, "translate-error", false, "open GORM with TranslateError")
 	flag.Uint64Var(&cfg.seed, "seed", uint64(time.Now().UnixNano()), "random seed")
 	flag.Parse()
-	if cfg.goroutines < 1 || cfg.batch < 1 || cfg.txCalls < 1 || cfg.keys < cfg.txCalls || cfg.duration <= 0 || cfg.deletes < 0 || cfg.bare < 0 || cfg.bare > 1 {
-		fmt.Fprintln(os.Stderr, "soak: -goroutines, -batch, -txcalls and -duration must be positive, -keys at least -txcalls, -deletes not negative, -bare between 0 and 1")
+	if cfg.goroutines < 1 || cfg.batch < 1 || cfg.txCalls < 1 || cfg.keys < cfg.txCalls || cfg.duration <= 0 || cfg.deletes < 0 || cfg.bare < 0 || cfg.bare > 1 || cfg.upsertChanges < 0 || cfg.upsertChanges > 1 {
+		fmt.Fprintln(os.Stderr, "soak: -goroutines, -batch, -txcalls and -duration must be positive, -keys at least -txcalls, -deletes not negative, -bare and -upsert-changes between 0 and 1")
 		return 2
 	}
 	for name := range strings.SplitSeq(*calls, ",") {
@@ -284,7 +307,8 @@ func run() int {
 	defer sqlDB.Close()
 	sqlDB.SetMaxOpenConns(cfg.goroutines + 4)
 	sqlDB.SetMaxIdleConns(cfg.goroutines + 4)
-	s := &soak{cfg: cfg, db: db, plugin: safefind.New(), isolated: cfg.db != "sqlite"}
+	s := &soak{cfg: cfg, db: db, isolated: cfg.db != "sqlite"}
+	s.plugin = safefind.New(safefind.WithObserver(observe))
 	if err := db.Use(s.plugin); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		return 2
@@ -375,7 +399,8 @@ func (s *soak) worker(ctx context.Context, w int, deadline time.Time) {
 		if r.Float64() < s.cfg.bare {
 			c := s.plan(r, s.keys)
 			s.bare.Add(1)
-			created, err := s.do(s.db.WithContext(ctx), c, payload, false)
+			var retries int
+			created, err := s.do(s.db.WithContext(context.WithValue(ctx, retriesKey{}, &retries)), c, payload, false)
 			if err != nil {
 				// It may have created rows before it failed.
 				s.margin.Add(int64(len(c.keys)))
@@ -386,7 +411,7 @@ func (s *soak) worker(ctx context.Context, w int, deadline time.Time) {
 				if c.batch() {
 					st = bareBatch
 				}
-				s.classify("bare "+c.String(), st, c.kind, err)
+				s.classify(fmt.Sprintf("bare %s (%d statements retried)", c, retries), st, c.kind, err)
 				continue
 			}
 			s.kept.Add(int64(created))
@@ -396,11 +421,23 @@ func (s *soak) worker(ctx context.Context, w int, deadline time.Time) {
 	}
 }
 
+// retriesKey is the context key of a bare call's count of the statements
+// the plugin retried (EventRetry).
+type retriesKey struct{}
+
+// observe counts a bare call's retried statements, on its goroutine.
+func observe(ctx context.Context, e safefind.Event) {
+	if n, ok := ctx.Value(retriesKey{}).(*int); ok && e.Kind == safefind.EventRetry {
+		*n += max(e.Rows, 1)
+	}
+}
+
 // plan picks a call and its keys among keys: single keys uniformly;
 // batches either a sorted run of consecutive keys or random keys in random
 // order, duplicates included.
 func (s *soak) plan(r *rand.Rand, keys []string) call {
-	c := call{kind: s.cfg.kinds[r.IntN(len(s.cfg.kinds))], where: r.IntN(2) == 0, ptrs: r.IntN(2) == 0, cols: r.IntN(2) == 0}
+	c := call{kind: s.cfg.kinds[r.IntN(len(s.cfg.kinds))], where: r.IntN(2) == 0, ptrs: r.IntN(2) == 0, cols: r.IntN(2) == 0,
+		keep: r.Float64() >= s.cfg.upsertChanges}
 	if !c.batch() {
 		c.keys = []string{keys[r.IntN(len(keys))]}
 		return c
@@ -524,6 +561,9 @@ func (s *soak) transaction(ctx context.Context, r *rand.Rand, payload string) {
 // transaction's. It returns how many rows the call says it created.
 func (s *soak) do(tx *gorm.DB, c call, payload string, inTx bool) (int, error) {
 	s.calls[c.kind].Add(1)
+	if c.kind == upsertAll && c.keep {
+		payload = keptPayload
+	}
 	if !c.batch() {
 		fn := safefind.FindOrCreate
 		if c.kind == createOrFind {
@@ -744,11 +784,8 @@ func lockClassOf(err error) lockClass {
 func (s *soak) countLock(where string, st site, k kind, err error) {
 	class := lockClassOf(err)
 	s.lockErrors[class][st].Add(1)
-	if class != deadlock {
-		return
-	}
-	s.deadlocksBy[k].Add(1)
-	if st == bareBatch {
+	s.lockBy[class][k].Add(1)
+	if class == deadlock && st == bareBatch {
 		s.note(fmt.Sprintf("%s: deadlock in a bare batch call: %v", where, err))
 	}
 }
@@ -876,7 +913,8 @@ func (s *soak) checkDuplicates(ctx context.Context) {
 }
 
 // reportLocks prints the block of lock errors: by class and by where they
-// met the caller, then the deadlocks by call.
+// met the caller, then by class and call: deadlocks always, the others
+// when there are some.
 func (s *soak) reportLocks() {
 	fmt.Printf("%-28s", "lock errors ("+s.cfg.db+")")
 	for _, n := range siteNames {
@@ -890,11 +928,18 @@ func (s *soak) reportLocks() {
 		}
 		fmt.Println()
 	}
-	var by []string
-	for k := range nKinds + 1 {
-		by = append(by, fmt.Sprintf("%s %d", kindNames[k], s.deadlocksBy[k].Load()))
+	for c := range nClasses {
+		var by []string
+		var total int64
+		for k := range nKinds + 1 {
+			n := s.lockBy[c][k].Load()
+			total += n
+			by = append(by, fmt.Sprintf("%s %d", kindNames[k], n))
+		}
+		if c == deadlock || total > 0 {
+			fmt.Printf("  %-26s %s\n", classPlural[c]+" by call", strings.Join(by, ", "))
+		}
 	}
-	fmt.Printf("  %-26s %s\n", "deadlocks by call", strings.Join(by, ", "))
 }
 
 func heapInuse() uint64 {
