@@ -36,6 +36,11 @@ type batch struct {
 	// a table without UPDATE triggers; read at its first INSERT.
 	marks *bool
 
+	// known holds the primary keys of the rows read before the upsert, in
+	// a transaction that holds the write lock (upsertReadFirst).
+	known  map[string]bool
+	locked bool
+
 	// ours holds the primary keys of the rows this call inserted that no
 	// group's key matched: the database stored the key otherwise than Go
 	// holds it (a time cut to the column's precision, a default, a hook).

@@ -37,6 +37,10 @@ import (
 //   - upsertListed (MySQL 8, MariaDB before 10.5: no RETURNING): in a
 //     transaction, the marked statement, whose marks collect in a user
 //     variable, then a locking read of the rows and of the marks.
+//   - upsertReadFirst (SQLite, one writer at a time): in a transaction
+//     that holds the write lock (WriteLock), a read of the rows by key,
+//     then one upsert that returns the rows it inserted or changed: a row
+//     returned that the read did not find is one it inserted.
 //
 // A row whose values are the ones given is not rewritten where the
 // dialect's conflict clause has a WHERE (PostgreSQL, SQLite): no new row
@@ -52,6 +56,7 @@ const (
 	upsertMarked
 	upsertTwoStep
 	upsertListed
+	upsertReadFirst
 )
 
 // chooseUpsert returns the batch's upsert style. Every style runs in a
@@ -69,6 +74,9 @@ func (b *batch) chooseUpsert() (upsertStyle, error) {
 	}
 	if !returning {
 		return 0, fmt.Errorf("%w: batch upserts need INSERT ... RETURNING here (SQLite 3.35 or newer)", ErrUnsupportedDialect)
+	}
+	if c.d.WriteLock() != "" {
+		return upsertReadFirst, nil
 	}
 	if c.d.UpsertCreated() != nil {
 		ok, err := c.p.upsertTable(c)
@@ -120,6 +128,8 @@ func (b *batch) upsert(groups []*group) error {
 		_, err = b.sendUpsert(restPtr, rest, b.conflictUpdate(b.update, b.changed()), nil, flagMet)
 	case upsertListed:
 		created, err = b.sendListed(rowsPtr, groups)
+	case upsertReadFirst:
+		created, err = b.sendReadFirst(rowsPtr, groups)
 	}
 	if err != nil || !created.IsValid() {
 		return err
@@ -310,7 +320,11 @@ func (b *batch) marked(list bool) (clause.OnConflict, clause.Expr, error) {
 }
 
 // flagColumn: sendFlagged reads each row's flag from its last column.
-const flagColumn = -1
+// flagKnown: a row is met if its primary key is in b.known, else inserted.
+const (
+	flagColumn = -1
+	flagKnown  = -2
+)
 
 // sendFlagged sends the statement that exec makes, scans the rows it
 // returns, each with its flag (from its last column with flagColumn, else
@@ -352,6 +366,12 @@ func (b *batch) sendFlagged(exec func() *gorm.DB, groups []*group, every int) (r
 	var inserted, met []int
 	for i := range all.Len() {
 		flag := every
+		if every == flagKnown {
+			flag = flagInserted
+			if b.known[b.rowID(all.Index(i))] {
+				flag = flagMet
+			}
+		}
 		if flagged {
 			flag = flagOther // a row without its flag is nobody's
 			if i < len(flags) {
@@ -384,6 +404,52 @@ func pick(rows reflect.Value, idx []int) reflect.Value {
 		out = reflect.Append(out, rows.Index(i))
 	}
 	return out
+}
+
+// sendReadFirst is the upsert of a database with one writer at a time
+// (upsertReadFirst): the write lock, a read of the rows by key, then the
+// upsert; a row the upsert returns is one it inserted unless the read found
+// it. The groups of the rows the upsert left as they were get the rows
+// read.
+func (b *batch) sendReadFirst(rowsPtr reflect.Value, groups []*group) (reflect.Value, error) {
+	c := b.c
+	if !b.locked {
+		lock := c.tableDB(&gorm.Session{}).Exec(c.d.WriteLock(), clause.Table{Name: clause.CurrentTable})
+		if lock.Error != nil {
+			return reflect.Value{}, lock.Error
+		}
+		b.locked = true // until the transaction ends
+	}
+	read := reflect.New(reflect.SliceOf(b.typ))
+	if err := c.reader(true).Where(b.keysIn(groups)).Find(read.Interface()).Error; err != nil {
+		return reflect.Value{}, err
+	}
+	b.known = make(map[string]bool, read.Elem().Len())
+	for i := range read.Elem().Len() {
+		b.known[b.rowID(read.Elem().Index(i))] = true
+	}
+	created, err := b.sendUpsert(rowsPtr, groups, b.conflictUpdate(b.update, b.changed()), nil, flagKnown)
+	if err != nil || c.tx.DryRun {
+		return created, err
+	}
+	before := len(unsettled(groups))
+	b.match(groups, read.Elem(), false)
+	c.record(EventFound, before-len(unsettled(groups)))
+	return created, nil
+}
+
+// rowID is a row's identity: its primary key, or its key as Go holds it
+// for a model without one.
+func (b *batch) rowID(row reflect.Value) string {
+	if id := b.pkID(row); id != "" {
+		return id
+	}
+	vals := make([]any, len(b.keys))
+	for k, f := range b.keys {
+		v, _ := f.ValueOf(b.c.tx.Statement.Context, row)
+		vals[k], _ = keyValue(v)
+	}
+	return keyID(vals)
 }
 
 // metOther is the error of an upsert that met a row the guard kept as it

@@ -100,6 +100,13 @@ type Dialect interface {
 	// 2 for every row if it met any row where guard did not.
 	MarkMetList(nonce string, guard clause.Expression, column string, row []string) (mark clause.Assignment, flag clause.Expr, ok bool)
 
+	// WriteLock returns a statement that takes the database's write lock for
+	// the transaction it runs in and writes nothing, where the database has
+	// one writer at a time (SQLite): from then on no other connection can
+	// change a row the transaction reads. Its one parameter is the table.
+	// "" where writers lock rows.
+	WriteLock() string
+
 	// UpdateTriggers reports whether table has an UPDATE trigger, read from
 	// the catalog (where MarkMet is ok: a marked upsert fires them even for
 	// a row it leaves unchanged). table may be qualified by its schema.

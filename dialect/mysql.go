@@ -185,6 +185,8 @@ func rowIdentity(row []string) clause.Expr {
 	return clause.Expr{SQL: "CONCAT_WS(':', " + strings.Join(parts, ", ") + ")", Vars: vars}
 }
 
+func (mysql) WriteLock() string { return "" }
+
 // UpdateTriggers: information_schema.TRIGGERS.
 func (mysql) UpdateTriggers(tx *gorm.DB, table string) (bool, error) {
 	schema, name := splitTable(table)

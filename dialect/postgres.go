@@ -123,6 +123,8 @@ func (postgres) MarkMet(string, clause.Expression, string, []string) (clause.Ass
 
 func (postgres) UpdateTriggers(*gorm.DB, string) (bool, error) { return false, nil }
 
+func (postgres) WriteLock() string { return "" }
+
 // MarkMetList: none, as MarkMet.
 func (postgres) MarkMetList(string, clause.Expression, string, []string) (clause.Assignment, clause.Expr, bool) {
 	return clause.Assignment{}, clause.Expr{}, false

@@ -95,6 +95,11 @@ func (sqlite) MarkMet(string, clause.Expression, string, []string) (clause.Assig
 
 func (sqlite) UpdateTriggers(*gorm.DB, string) (bool, error) { return false, nil }
 
+// WriteLock: a DELETE of no row begins a write transaction, which waits on
+// the busy timeout for the lock (a read first would make a later write
+// fail with SQLITE_BUSY_SNAPSHOT once another connection wrote).
+func (sqlite) WriteLock() string { return "DELETE FROM ? WHERE 1 = 0" }
+
 // MarkMetList: none, as MarkMet.
 func (sqlite) MarkMetList(string, clause.Expression, string, []string) (clause.Assignment, clause.Expr, bool) {
 	return clause.Assignment{}, clause.Expr{}, false

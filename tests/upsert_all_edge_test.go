@@ -262,3 +262,23 @@ func TestUpsertAllParameterLimit(t *testing.T) {
 		assert.True(t, strings.HasPrefix(rows[n-1].Note, "n"))
 	})
 }
+
+// Keyless has no primary key: rows are told apart by their key.
+type Keyless struct {
+	Name  string `gorm:"size:32;uniqueIndex"`
+	Value int
+}
+
+func TestUpsertAllWithoutPrimaryKey(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Keyless{})
+		require.NoError(t, e.other.Create(&Keyless{Name: "b", Value: 1}).Error)
+		rows := []Keyless{{Name: "b", Value: 2}, {Name: "a", Value: 3}, {Name: "c", Value: 4}}
+		created, err := safefind.UpsertAll(e.db, &rows, []string{"name"})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{false, true, true}, created)
+		var stored []Keyless
+		require.NoError(t, e.other.Order("name").Find(&stored).Error)
+		assert.Equal(t, []Keyless{{"a", 3}, {"b", 2}, {"c", 4}}, stored)
+	})
+}

@@ -62,6 +62,7 @@ func TestUpsertAllConcurrent(t *testing.T) {
 					results[w] = rows
 				case isDeadlock(err):
 					deadlocks.Add(1)
+					t.Errorf("round %d, worker %d: %v", round, w, err)
 				default:
 					failures.Add(1)
 					firstErr.Do(func() { t.Errorf("worker %d: %v", w, err) })

@@ -173,7 +173,9 @@ func otherUniqueKey(t *testing.T, e *env, seed, rows []Member, inTx, metOther bo
 func TestUpsertAllGoldenSQL(t *testing.T) {
 	golden := map[string][]string{
 		"sqlite": {
-			"INSERT INTO `tags` (`name`,`note`) VALUES (\"a\",\"x\"),(\"b\",\"y\") ON CONFLICT (`name`) DO UPDATE SET `name`=`excluded`.`name` WHERE (1 = 0)  RETURNING *",
+			"DELETE FROM `tags` WHERE 1 = 0",
+			"SELECT * FROM `tags` WHERE `tags`.`name` IN (\"a\",\"b\")",
+			"INSERT INTO `tags` (`name`,`note`) VALUES (\"a\",\"x\"),(\"b\",\"y\") ON CONFLICT (`name`) DO UPDATE SET `note`=`excluded`.`note` WHERE ((`tags`.`note` IS NOT `excluded`.`note`))  RETURNING *",
 			"SELECT * FROM `tags` WHERE `tags`.`name` IN (\"a\",\"b\")",
 		},
 		"postgres": {
