@@ -196,16 +196,18 @@ func CreateOrFindAll(tx *gorm.DB, rows any, keyColumns ...string) (created []boo
 // the statement did not return, with no savepoint on any dialect:
 //
 //   - PostgreSQL: INSERT ... ON CONFLICT (key) DO UPDATE SET ... WHERE (a
-//     column differs) RETURNING *, (xmax = 0); a partitioned table takes
-//     SQLite's two statements.
+//     column differs) RETURNING *, (xmax = 0); a partitioned table, which
+//     cannot return xmax, takes two: an INSERT that locks the existing
+//     rows and returns the rows it inserted, then the upsert of the others.
 //   - MariaDB 10.5+: INSERT ... ON DUPLICATE KEY UPDATE, each assignment
 //     guarded by the row's key and the chain's equalities, so that a row
 //     met by another unique key is never changed (the call fails),
 //     RETURNING * and a per-row marker of what the statement did. MySQL 8,
 //     without RETURNING: the statement, then a locking read of the rows
 //     with their markers.
-//   - SQLite: an INSERT that skips the existing rows, then the upsert of
-//     those.
+//   - SQLite, one writer at a time: under the write lock, a read of the
+//     rows by key, then the upsert; a row returned that the read did not
+//     find was inserted.
 //
 // Outside a transaction the call opens one of its own, so that an error
 // leaves nothing behind (one that loses a deadlock runs again); inside
