@@ -282,3 +282,27 @@ func TestUpsertAllWithoutPrimaryKey(t *testing.T) {
 		assert.Equal(t, []Keyless{{"a", 3}, {"b", 2}, {"c", 4}}, stored)
 	})
 }
+
+// A PostgreSQL partitioned table cannot return xmax: UpsertAll takes two
+// statements there, created exact.
+func TestUpsertAllPartitionedTable(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		if e.name != "postgres" {
+			t.Skip("partitioned tables are PostgreSQL's")
+		}
+		require.NoError(t, e.other.Exec("DROP TABLE IF EXISTS parts").Error)
+		require.NoError(t, e.other.Exec("CREATE TABLE parts (name varchar(64) PRIMARY KEY, note text) PARTITION BY HASH (name)").Error)
+		require.NoError(t, e.other.Exec("CREATE TABLE parts_0 PARTITION OF parts FOR VALUES WITH (MODULUS 2, REMAINDER 0)").Error)
+		require.NoError(t, e.other.Exec("CREATE TABLE parts_1 PARTITION OF parts FOR VALUES WITH (MODULUS 2, REMAINDER 1)").Error)
+		require.NoError(t, e.other.Create(&[]Part{{Name: "b", Note: "old"}, {Name: "c", Note: "same"}}).Error)
+		rows := []Part{{Name: "c", Note: "same"}, {Name: "a", Note: "new"}, {Name: "b", Note: "changed"}}
+		db, r := e.recorded(e.db)
+		created, err := safefind.UpsertAll(db, &rows, []string{"name"})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{false, true, false}, created)
+		var stored []Part
+		require.NoError(t, e.other.Order("name").Find(&stored).Error)
+		assert.Equal(t, []Part{{"a", "new"}, {"b", "changed"}, {"c", "same"}}, stored)
+		t.Logf("%q", abbreviate(r.Statements()))
+	})
+}
