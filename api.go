@@ -206,7 +206,7 @@ func CreateOrFindAll(tx *gorm.DB, rows any, keyColumns ...string) (created []boo
 //     without RETURNING: the statement, then a locking read of the rows
 //     with their markers.
 //   - SQLite, one writer at a time: under the write lock, a read of the
-//     rows by key, then the upsert; a row returned that the read did not
+//     ids by key, then the upsert; a row returned that the read did not
 //     find was inserted.
 //
 // Outside a transaction the call opens one of its own, so that an error

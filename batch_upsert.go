@@ -407,10 +407,10 @@ func pick(rows reflect.Value, idx []int) reflect.Value {
 }
 
 // sendReadFirst is the upsert of a database with one writer at a time
-// (upsertReadFirst): the write lock, a read of the rows by key, then the
-// upsert; a row the upsert returns is one it inserted unless the read found
-// it. The groups of the rows the upsert left as they were get the rows
-// read.
+// (upsertReadFirst): the write lock, a read of the ids by key (the rows
+// whole would cost more than a read of the few the upsert leaves as they
+// were, afterwards), then the upsert; a row the upsert returns is one it
+// inserted unless the read found it.
 func (b *batch) sendReadFirst(rowsPtr reflect.Value, groups []*group) (reflect.Value, error) {
 	c := b.c
 	if !b.locked {
@@ -421,7 +421,7 @@ func (b *batch) sendReadFirst(rowsPtr reflect.Value, groups []*group) (reflect.V
 		b.locked = true // until the transaction ends
 	}
 	read := reflect.New(reflect.SliceOf(b.typ))
-	if err := c.reader(true).Where(b.keysIn(groups)).Find(read.Interface()).Error; err != nil {
+	if err := c.reader(true).Select(b.identityColumns()).Where(b.keysIn(groups)).Find(read.Interface()).Error; err != nil {
 		return reflect.Value{}, err
 	}
 	b.known = make(map[string]bool, read.Elem().Len())
@@ -432,10 +432,20 @@ func (b *batch) sendReadFirst(rowsPtr reflect.Value, groups []*group) (reflect.V
 	if err != nil || c.tx.DryRun {
 		return created, err
 	}
-	before := len(unsettled(groups))
-	b.match(groups, read.Elem(), false)
-	c.record(EventFound, before-len(unsettled(groups)))
 	return created, nil
+}
+
+// identityColumns are the columns rowID reads: the primary key's, or the
+// key's.
+func (b *batch) identityColumns() []string {
+	if cols := b.c.schema.PrimaryFieldDBNames; len(cols) > 0 {
+		return cols
+	}
+	cols := make([]string, len(b.keys))
+	for i, f := range b.keys {
+		cols[i] = f.DBName
+	}
+	return cols
 }
 
 // rowID is a row's identity: its primary key, or its key as Go holds it

@@ -174,7 +174,7 @@ func TestUpsertAllGoldenSQL(t *testing.T) {
 	golden := map[string][]string{
 		"sqlite": {
 			"DELETE FROM `tags` WHERE 1 = 0",
-			"SELECT * FROM `tags` WHERE `tags`.`name` IN (\"a\",\"b\")",
+			"SELECT `id` FROM `tags` WHERE `tags`.`name` IN (\"a\",\"b\")",
 			"INSERT INTO `tags` (`name`,`note`) VALUES (\"a\",\"x\"),(\"b\",\"y\") ON CONFLICT (`name`) DO UPDATE SET `note`=`excluded`.`note` WHERE ((`tags`.`note` IS NOT `excluded`.`note`))  RETURNING *",
 			"SELECT * FROM `tags` WHERE `tags`.`name` IN (\"a\",\"b\")",
 		},
