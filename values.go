@@ -16,6 +16,9 @@ import (
 // ("2" for 1.5), a negative number into an unsigned one, a string parsed in
 // another base ("0x10", "010"), bytes into a string and back.
 func storedAsGiven(stored, given any) bool {
+	if sameBasic(stored, given) {
+		return true // the common case, without encoding either
+	}
 	s, err := keyValue(stored)
 	if err != nil {
 		return false
@@ -78,4 +81,21 @@ func keyValue(v any) (any, error) {
 		return keyValue(rv.Elem().Interface())
 	}
 	return v, nil
+}
+
+// sameBasic reports whether a and b are equal values of one type of a basic
+// kind (a string, a number, a boolean).
+func sameBasic(a, b any) bool {
+	t := reflect.TypeOf(a)
+	if t == nil || t != reflect.TypeOf(b) {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.String, reflect.Bool,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return a == b
+	}
+	return false
 }

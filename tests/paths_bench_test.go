@@ -7,6 +7,7 @@ import (
 
 	"github.com/safefind/safefind"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Single-row paths, on SQLite (a file in a temporary directory), where the
@@ -56,6 +57,9 @@ func BenchmarkPaths(b *testing.B) {
 		{"FirstOrCreate/miss", firstOrCreate, true},
 		{"FindOrCreate+Assign/hit", withAssign(safefind.FindOrCreate), false},
 		{"CreateOrFind+Assign/hit", withAssign(safefind.CreateOrFind), false},
+		{"Create+DoNothing/miss", func(db *gorm.DB, key string) error {
+			return db.Clauses(clause.OnConflict{DoNothing: true}).Create(&Tag{Name: key}).Error
+		}, true},
 		{"FirstOrCreate+Assign/hit", func(db *gorm.DB, key string) error {
 			var t Tag
 			return db.Where(Tag{Name: key}).Assign(Tag{Note: "assigned"}).FirstOrCreate(&t).Error
