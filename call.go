@@ -31,7 +31,7 @@ type call struct {
 	p      *Plugin
 	d      dialect.Dialect
 	tx     *gorm.DB      // the caller's chain
-	base   *gorm.DB      // the lookup: tx, inline conditions, LIMIT 1, ORDER BY pk; reusable
+	base   *gorm.DB      // the lookup: tx and inline conditions; reusable (find adds LIMIT 1, ORDER BY pk)
 	dest   reflect.Value // *Model
 	inTx   bool
 	strict bool // every condition must be an assignable equality (CreateOrFind)
@@ -83,9 +83,7 @@ func begin(tx *gorm.DB, dest any, conds []any, op string) (*call, error) {
 	}
 	c.dest = v
 
-	q := tx.Session(&gorm.Session{}).Limit(1).Order(clause.OrderByColumn{
-		Column: clause.Column{Table: clause.CurrentTable, Name: clause.PrimaryKey},
-	})
+	q := tx.Session(&gorm.Session{}).Clauses() // a statement of its own
 	if len(conds) > 0 {
 		exprs, err := buildCondition(q.Statement, conds)
 		if err != nil {
@@ -151,6 +149,9 @@ func buildCondition(stmt *gorm.Statement, conds []any) (exprs []clause.Expressio
 	return exprs, stmt.Error
 }
 
+// firstByPrimaryKey is the order of a single-row read, as FirstOrCreate's.
+var firstByPrimaryKey = clause.OrderByColumn{Column: clause.Column{Table: clause.CurrentTable, Name: clause.PrimaryKey}}
+
 // read runs the lookup, the first read or the latest (see [call.reader]).
 // A hit overwrites dest.
 func (c *call) read(latest bool) (bool, error) {
@@ -166,7 +167,7 @@ func (c *call) read(latest bool) (bool, error) {
 // set, to the lookup.
 func (c *call) find(latest bool) (row reflect.Value, found bool, err error) {
 	row = reflect.New(c.dest.Type().Elem())
-	r := c.reader(latest).Find(row.Interface())
+	r := c.reader(latest).Limit(1).Order(firstByPrimaryKey).Find(row.Interface())
 	if r.Error != nil {
 		return row, false, r.Error
 	}

@@ -83,6 +83,7 @@ func (c *call) inspect(stmt *gorm.Statement) error {
 // conditions. Other conditions only filter the reads; CreateOrFind refuses
 // them.
 func (c *call) collect(stmt *gorm.Statement, exprs []clause.Expression) (leaves int, err error) {
+	var one [1]pair // the pair of a single equality, without an allocation
 	for _, e := range exprs {
 		var pairs []pair
 		switch e := e.(type) {
@@ -99,11 +100,13 @@ func (c *call) collect(stmt *gorm.Statement, exprs []clause.Expression) (leaves 
 			continue
 		case clause.Eq:
 			if col, ok := columnOf(e.Column); ok && assignable(e.Value) {
-				pairs = []pair{{col, e.Value}}
+				one[0] = pair{col, e.Value}
+				pairs = one[:]
 			}
 		case clause.IN: // GORM's form of an inline primary key, and of a one-element list
 			if col, ok := columnOf(e.Column); ok && len(e.Values) == 1 && assignable(e.Values[0]) {
-				pairs = []pair{{col, e.Values[0]}}
+				one[0] = pair{col, e.Values[0]}
+				pairs = one[:]
 			}
 		case clause.Expr:
 			pairs = parseEqualities(e.SQL, e.Vars)
@@ -155,16 +158,28 @@ func (c *call) validate(ctx context.Context) error {
 	if len(c.eqs) == 0 {
 		return nil
 	}
-	scratch := reflect.New(c.dest.Type().Elem()).Elem()
+	var scratch reflect.Value
 	for i, e := range c.eqs {
 		var before any
-		again := false
-		for _, prev := range c.eqs[:i] {
-			if prev.field == e.field {
-				again = true
-				before = e.field.ReflectValueOf(ctx, scratch).Interface()
-				break
+		again, twice := false, false
+		for j, other := range c.eqs {
+			if j != i && other.field == e.field {
+				twice = true
+				again = again || j < i
 			}
+		}
+		if !twice && sameBasicType(e.value, e.field) {
+			// The field takes the value as it is: stored as given.
+			if reflect.ValueOf(e.value).IsZero() && (e.field.HasDefaultValue || e.field.AutoCreateTime > 0 || e.field.AutoUpdateTime > 0) {
+				return fmt.Errorf("%w: %s = %#v: on create GORM stores the field's default instead of its zero value", ErrUnsupportedCondition, e.field.Name, e.value)
+			}
+			continue
+		}
+		if !scratch.IsValid() {
+			scratch = reflect.New(c.dest.Type().Elem()).Elem()
+		}
+		if again {
+			before = e.field.ReflectValueOf(ctx, scratch).Interface()
 		}
 		if err := e.field.Set(ctx, scratch, e.value); err != nil {
 			return fmt.Errorf("%w: %s cannot take %#v: %w", ErrUnsupportedCondition, e.field.Name, e.value, err)
@@ -188,6 +203,26 @@ func (c *call) validate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// sameBasicType reports whether v is of the field's own type, a basic kind
+// (a string, a number, a boolean) that GORM sets as it is.
+func sameBasicType(v any, f *schema.Field) bool {
+	t := reflect.TypeOf(v)
+	if t == nil || t != f.FieldType {
+		return false
+	}
+	if _, ok := v.(driver.Valuer); ok {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.String, reflect.Bool,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
 }
 
 type pair struct {
