@@ -122,7 +122,10 @@ func newCall(tx *gorm.DB, op string) (*call, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &call{op: op, start: time.Now(), p: p, tx: tx, table: tx.Statement.Table}
+	c := &call{op: op, p: p, tx: tx, table: tx.Statement.Table}
+	if p.cfg.observer != nil {
+		c.start = time.Now() // for the events' durations
+	}
 	c.strict = op == opCreateOrFind || op == opCreateOrFindAll || op == opUpsertAll
 	if tx.Error != nil {
 		return c, tx.Error

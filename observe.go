@@ -134,7 +134,9 @@ func (c *call) record(kind EventKind, rows int) {
 	case EventBudgetSwitch:
 		c.p.stats.budgetSwitches.Add(n)
 	}
-	c.emit(Event{Kind: kind, Rows: rows, Duration: time.Since(c.start)})
+	if c.p.cfg.observer != nil {
+		c.emit(Event{Kind: kind, Rows: rows, Duration: time.Since(c.start)})
+	}
 }
 
 // finish reports a failed call. It is deferred by every call, and safe on
@@ -143,7 +145,9 @@ func (c *call) finish(err error) {
 	if c == nil || err == nil || c.tx.DryRun {
 		return
 	}
-	c.emit(Event{Kind: EventFailed, Duration: time.Since(c.start), Err: err})
+	if c.p.cfg.observer != nil {
+		c.emit(Event{Kind: EventFailed, Duration: time.Since(c.start), Err: err})
+	}
 }
 
 // savepointEvent reports a savepoint statement that began at start.
