@@ -73,9 +73,13 @@ func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 // cheapest when the row usually does not exist yet, and it never opens a
 // savepoint on any dialect, inside a transaction or not:
 //
-//   - PostgreSQL and SQLite: INSERT ... ON CONFLICT DO NOTHING, which
-//     cannot fail on the conflict; when it inserted nothing, a read of the
-//     existing row.
+//   - PostgreSQL: one statement, WITH ins AS (INSERT ... ON CONFLICT DO
+//     NOTHING RETURNING *) SELECT the row inserted, or the lookup's row;
+//     sent again when a winner committed while it waited (its snapshot
+//     cannot show that row). A model with create hooks or AfterFind, soft
+//     delete, or a lookup with more than a WHERE takes SQLite's two.
+//   - SQLite: INSERT ... ON CONFLICT DO NOTHING, which cannot fail on the
+//     conflict; when it inserted nothing, a read of the existing row.
 //   - MySQL/MariaDB: a plain INSERT, whose duplicate-key error rolls back
 //     only that statement; then a read of the existing row (a shared locking
 //     read inside a transaction, which sees the latest committed row under

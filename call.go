@@ -51,6 +51,11 @@ type call struct {
 	catalogTable string
 	eqs          []equality
 	whereVars    int // bind parameters of the lookup's conditions (batches)
+	// where is the lookup's WHERE; plainLookup says the lookup has nothing
+	// else (plainLookup), so that a statement of safefind's own can read
+	// with it (insert_select.go).
+	where       clause.Where
+	plainLookup bool
 
 	own, probe marker // the clauses that mark the call's statements (marker.go)
 

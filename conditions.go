@@ -57,6 +57,7 @@ func (c *call) inspect(stmt *gorm.Statement) error {
 	_, c.locked = stmt.Clauses["FOR"]
 	c.eqs = c.eqs[:0]
 	where, _ := stmt.Clauses["WHERE"].Expression.(clause.Where)
+	c.where, c.plainLookup = where, plainLookup(stmt)
 	leaves, err := c.collect(stmt, where.Exprs)
 	if err != nil {
 		return err

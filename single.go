@@ -40,18 +40,23 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 		// conflicting, as with CreateOrFind.
 		c.record(EventBudgetSwitch, 1)
 	}
-	retries := 0 // of the statement, outside a transaction, over all attempts
+	oneStatement := c.selectsAfterInsert(pl) // insert_select.go
+	retries := 0                              // of the statement, outside a transaction, over all attempts
 	for attempt := 0; ; attempt++ {
 		var (
 			dup     error
-			updated bool // by the upsert
+			updated bool          // by the upsert
+			read    reflect.Value // by the one statement
 		)
 		err = c.retryStatement(&retries, func() error {
 			unset(zeroKeys) // a rolled back attempt leaves them set
 			var err error
-			if pl.conflict == conflictUpdates {
+			switch {
+			case pl.conflict == conflictUpdates:
 				created, updated, dup, err = c.upsert()
-			} else {
+			case oneStatement:
+				read, created, err = c.insertOrRead()
+			default:
 				created, dup, err = c.insertInScope(pl)
 			}
 			return err
@@ -65,6 +70,9 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 		if err != nil {
 			return false, err
 		}
+		if created && read.IsValid() {
+			c.setColumns(read) // as Create's RETURNING * sets them
+		}
 		if created {
 			c.record(EventCreated, 1)
 			return true, nil
@@ -73,7 +81,16 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 			c.record(EventFound, 1)
 			return false, nil
 		}
-		row, found, err := c.find(true)
+		var (
+			row   reflect.Value
+			found bool
+		)
+		switch {
+		case !oneStatement:
+			row, found, err = c.find(true)
+		case read.IsValid():
+			row, found = read, true
+		}
 		if err != nil || c.tx.DryRun {
 			return false, err
 		}

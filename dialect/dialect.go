@@ -100,6 +100,11 @@ type Dialect interface {
 	// 2 for every row if it met any row where guard did not.
 	MarkMetList(nonce string, guard clause.Expression, column string, row []string) (mark clause.Assignment, flag clause.Expr, ok bool)
 
+	// SelectsAfterInsert reports whether an INSERT ... RETURNING can be a
+	// WITH query that the statement's own SELECT reads (PostgreSQL), so
+	// that one statement inserts a row or reads the existing one.
+	SelectsAfterInsert() bool
+
 	// WriteLock returns a statement that takes the database's write lock for
 	// the transaction it runs in and writes nothing, where the database has
 	// one writer at a time (SQLite): from then on no other connection can

@@ -187,6 +187,8 @@ func rowIdentity(row []string) clause.Expr {
 
 func (mysql) WriteLock() string { return "" }
 
+func (mysql) SelectsAfterInsert() bool { return false }
+
 // UpdateTriggers: information_schema.TRIGGERS.
 func (mysql) UpdateTriggers(tx *gorm.DB, table string) (bool, error) {
 	schema, name := splitTable(table)

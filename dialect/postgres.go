@@ -125,6 +125,8 @@ func (postgres) UpdateTriggers(*gorm.DB, string) (bool, error) { return false, n
 
 func (postgres) WriteLock() string { return "" }
 
+func (postgres) SelectsAfterInsert() bool { return true }
+
 // MarkMetList: none, as MarkMet.
 func (postgres) MarkMetList(string, clause.Expression, string, []string) (clause.Assignment, clause.Expr, bool) {
 	return clause.Assignment{}, clause.Expr{}, false

@@ -100,6 +100,8 @@ func (sqlite) UpdateTriggers(*gorm.DB, string) (bool, error) { return false, nil
 // fail with SQLITE_BUSY_SNAPSHOT once another connection wrote).
 func (sqlite) WriteLock() string { return "DELETE FROM ? WHERE 1 = 0" }
 
+func (sqlite) SelectsAfterInsert() bool { return false }
+
 // MarkMetList: none, as MarkMet.
 func (sqlite) MarkMetList(string, clause.Expression, string, []string) (clause.Assignment, clause.Expr, bool) {
 	return clause.Assignment{}, clause.Expr{}, false

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -82,6 +83,13 @@ func openDSN(t testing.TB, name, dsn string, opts ...safefind.Option) *env {
 	require.NoError(t, db.Use(p))
 	require.NoError(t, db.Callback().Create().Before("gorm:begin_transaction").Register("test:inject", inject))
 	require.NoError(t, db.Callback().Create().After("gorm:create").Register("test:after_insert", afterInsert))
+	// The INSERTs safefind renders with GORM and sends itself (the upserts,
+	// the one statement of CreateOrFind on PostgreSQL) go through Raw and
+	// Row.
+	require.NoError(t, db.Callback().Raw().Before("gorm:raw").Register("test:inject", injectSent))
+	require.NoError(t, db.Callback().Raw().After("gorm:raw").Register("test:after_insert", afterInsertSent))
+	require.NoError(t, db.Callback().Row().Before("gorm:row").Register("test:inject", injectSent))
+	require.NoError(t, db.Callback().Row().After("gorm:row").Register("test:after_insert", afterInsertSent))
 	other, err := gorm.Open(db.Dialector, &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	return &env{name: name, db: db, plugin: p, other: other, sqlDB: sqlDB}
@@ -156,8 +164,39 @@ func withOnce(ctx context.Context, key any, fn func()) context.Context {
 	return context.WithValue(ctx, key, func() { once.Do(fn) })
 }
 
-func inject(db *gorm.DB)      { runOnce(db, injectKey{}) }
-func afterInsert(db *gorm.DB) { runOnce(db, afterInsertKey{}) }
+// inject and afterInsert run around an INSERT that GORM's Create sends; a
+// DryRun Create, with which safefind renders the INSERTs it sends itself,
+// sends nothing and is passed over.
+func inject(db *gorm.DB) {
+	if !db.DryRun {
+		runOnce(db, injectKey{})
+	}
+}
+
+func afterInsert(db *gorm.DB) {
+	if !db.DryRun {
+		runOnce(db, afterInsertKey{})
+	}
+}
+
+// injectSent and afterInsertSent run around an INSERT that safefind sends
+// itself, through Raw or Row.
+func injectSent(db *gorm.DB) {
+	if sendsInsert(db) {
+		runOnce(db, injectKey{})
+	}
+}
+
+func afterInsertSent(db *gorm.DB) {
+	if sendsInsert(db) {
+		runOnce(db, afterInsertKey{})
+	}
+}
+
+func sendsInsert(db *gorm.DB) bool {
+	sql := strings.TrimSpace(db.Statement.SQL.String())
+	return !db.DryRun && (strings.HasPrefix(sql, "INSERT") || strings.HasPrefix(sql, "WITH ins AS (INSERT"))
+}
 
 func runOnce(db *gorm.DB, key any) {
 	if f, ok := db.Statement.Context.Value(key).(func()); ok {

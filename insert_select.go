@@ -1,0 +1,100 @@
+package safefind
+
+import (
+	"errors"
+	"reflect"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// CreateOrFind in one statement, where the dialect lets a SELECT read an
+// INSERT's RETURNING in a WITH query (PostgreSQL):
+//
+//	WITH ins AS (INSERT ... ON CONFLICT DO NOTHING RETURNING *)
+//	SELECT *, TRUE FROM ins
+//	UNION ALL (SELECT *, FALSE FROM t WHERE the lookup
+//	           AND NOT EXISTS (SELECT 1 FROM ins) ORDER BY pk LIMIT 1)
+//
+// inserts the row, or reads the existing one, and says which: one round
+// trip where INSERT then SELECT take two. The SELECT reads with the
+// statement's snapshot, which a row committed while the INSERT waited on it
+// is not in: the statement then returns nothing and runs again, as the
+// read after a conflict would (WithRetries).
+
+// selectsAfterInsert reports whether CreateOrFind's INSERT and its read can
+// be one statement: the dialect allows it; the INSERT skips conflicts,
+// alone (no savepoint, no transaction of its own, no associations, no
+// Assign); nothing runs beside the statement that GORM's Create or Find
+// would run (no create hooks, no AfterFind, no preloads); and the lookup is
+// a WHERE on the table alone, which the statement can read with as the
+// lookup would (no joins, table expression, Select, Omit, ORDER, LIMIT,
+// locking clause, nor the model's query clauses, such as soft delete).
+func (c *call) selectsAfterInsert(pl plan) bool {
+	s := c.schema
+	return c.d.SelectsAfterInsert() && c.op == opCreateOrFind && c.plainLookup &&
+		pl.conflict == conflictSkips && pl.existing == existingKept && pl.scope == scopeStatement && !pl.associations &&
+		!hasCreateHooks(s) && !s.AfterFind && len(s.QueryClauses) == 0 && len(s.CreateClauses) == 0 &&
+		len(c.tx.Statement.Selects) == 0 && len(c.tx.Statement.Omits) == 0
+}
+
+// plainLookup reports whether the lookup statement is a WHERE on its
+// table and nothing else.
+func plainLookup(stmt *gorm.Statement) bool {
+	if len(stmt.Joins) > 0 || stmt.TableExpr != nil || stmt.Distinct || len(stmt.Selects) > 0 || len(stmt.Omits) > 0 || len(stmt.Preloads) > 0 {
+		return false
+	}
+	for name := range stmt.Clauses {
+		if name != "WHERE" && name != markerName {
+			return false
+		}
+	}
+	return true
+}
+
+// insertOrRead sends the statement for dest and returns the row it
+// returned, a new value behind a pointer, and whether it inserted it; no
+// row when the statement's snapshot did not show the row it met.
+func (c *call) insertOrRead() (row reflect.Value, created bool, err error) {
+	dry := c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, c.writing).
+		Clauses(append(c.d.SkipOnConflict(), clause.Returning{})...).Create(c.dest.Interface())
+	if dry.Error != nil {
+		return row, false, dry.Error
+	}
+	st := dry.Statement
+	insert := st.SQL.String()
+	st.SQL.Reset()
+	st.SQL.WriteString("WITH ins AS (")
+	st.SQL.WriteString(insert)
+	st.SQL.WriteString(") SELECT *, TRUE FROM ins UNION ALL (SELECT *, FALSE FROM ")
+	st.WriteQuoted(clause.Table{Name: clause.CurrentTable})
+	st.SQL.WriteString(" WHERE ")
+	c.where.Build(st)
+	st.SQL.WriteString(" AND NOT EXISTS (SELECT 1 FROM ins) ORDER BY ")
+	st.WriteQuoted(firstByPrimaryKey.Column)
+	st.SQL.WriteString(" LIMIT 1)")
+
+	exec := onPrimary(c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}}))
+	exec.Statement.SQL.WriteString(st.SQL.String())
+	exec.Statement.Vars = st.Vars
+	if c.tx.DryRun {
+		return row, false, exec.Callback().Raw().Execute(exec).Error
+	}
+	rows, err := exec.Rows()
+	if err != nil {
+		return row, false, err
+	}
+	flagged := &flaggedRows{Rows: rows}
+	scan := c.tableDB(&gorm.Session{})
+	got := rows.Next()
+	if got {
+		row = reflect.New(c.dest.Type().Elem())
+		scan.Statement.Schema = c.schema
+		scan.Statement.Dest, scan.Statement.ReflectValue = row.Interface(), row.Elem()
+		gorm.Scan(flagged, scan, gorm.ScanInitialized)
+	}
+	if err := errors.Join(scan.Error, rows.Err(), rows.Close()); err != nil || !got {
+		return reflect.Value{}, false, err
+	}
+	return row, flagOf(flagged.flags[0]) == flagInserted, nil
+}
