@@ -41,7 +41,7 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 		c.record(EventBudgetSwitch, 1)
 	}
 	oneStatement := c.selectsAfterInsert(pl) // insert_select.go
-	retries := 0                              // of the statement, outside a transaction, over all attempts
+	retries := 0                             // of the statement, outside a transaction, over all attempts
 	for attempt := 0; ; attempt++ {
 		var (
 			dup     error
