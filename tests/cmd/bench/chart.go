@@ -11,48 +11,49 @@ import (
 )
 
 // chart draws the throughput of every implementation as a multiple of the
-// floor's, one group of bars per workload and mode.
-func chart(path, kind string, rs []result) error {
+// floor's, one group of bars per workload and mode: the median of the runs,
+// a whisker from the slowest run to the fastest, and, over the bar of a
+// cell whose calls failed, red hatching and "FAILS: N errors" (marks.go).
+func chart(path, server string, b *bench, rs []result) error {
 	var groups []string
-	seen := map[string]bool{}
-	floor := map[string]float64{}
+	group := map[string]int{}
 	var names []string
 	named := map[string]bool{}
 	for _, r := range rs {
 		g := r.workload + "\n" + r.mode
-		if !seen[g] {
-			seen[g] = true
+		if _, ok := group[g]; !ok {
+			group[g] = len(groups)
 			groups = append(groups, g)
 		}
 		if !named[r.impl] {
 			named[r.impl] = true
 			names = append(names, r.impl)
 		}
-		if r.impl == "raw database/sql floor" {
-			floor[g] = r.opsPerSec
-		}
 	}
+	floor := floors(rs)
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("find-or-create throughput on %s, as a multiple of the raw database/sql floor (higher is better)", kind)
+	p.Title.Text = fmt.Sprintf("find-or-create throughput on %s, as a multiple of the raw database/sql floor (higher is better)\n"+
+		"median of %s of %s per cell, interleaved; whiskers: the slowest and the fastest run", server, plural(b.runs, "run"), b.budget)
 	p.Y.Label.Text = "× floor"
 	p.Y.Min = 0
 	p.Legend.Top = true
 	p.Legend.Left = true
 	width := vg.Points(9)
+	m := &marks{style: p.X.Tick.Label}
 	top := 1.0
 	for i, name := range names {
 		vals := make(plotter.Values, len(groups))
+		offset := width * vg.Length(float64(i)-float64(len(names)-1)/2)
 		for _, r := range rs {
-			if r.impl != name {
+			f := floor[r.workload+r.mode]
+			if r.impl != name || f == 0 {
 				continue
 			}
-			g := r.workload + "\n" + r.mode
-			for j, gg := range groups {
-				if gg == g && floor[g] > 0 {
-					vals[j] = r.opsPerSec / floor[g]
-					top = max(top, vals[j])
-				}
-			}
+			j := group[r.workload+"\n"+r.mode]
+			vals[j] = r.opsPerSec / f
+			top = max(top, r.maxOps/f)
+			m.bars = append(m.bars, bar{group: j, offset: offset, width: width,
+				median: vals[j], lo: r.minOps / f, hi: r.maxOps / f, errors: r.errors, calls: r.calls})
 		}
 		bars, err := plotter.NewBarChart(vals, width)
 		if err != nil {
@@ -60,14 +61,19 @@ func chart(path, kind string, rs []result) error {
 		}
 		bars.LineStyle.Width = 0
 		bars.Color = plotutil.Color(i)
-		if name == "raw database/sql floor" {
+		if name == floorName {
 			bars.Color = color.Gray{Y: 90}
 		}
-		bars.Offset = width * vg.Length(i-len(names)/2)
+		bars.Offset = offset
 		p.Add(bars)
 		p.Legend.Add(name, bars)
 	}
-	p.Y.Max = top * 1.5 // room for the legend above the bars
+	p.Add(m)
+	if m.failed() {
+		p.Legend.Add("calls failed (errors over all runs)", m)
+	}
+	p.Y.Max = top * 1.6 // room for the legend and the failure labels above the bars
 	p.NominalX(groups...)
-	return p.Save(34*vg.Centimeter, 16*vg.Centimeter, path)
+	p.X.Min, p.X.Max = -0.5, float64(len(groups))-0.5 // room for the outer bars
+	return p.Save(34*vg.Centimeter, 17*vg.Centimeter, path)
 }

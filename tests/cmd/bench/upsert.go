@@ -345,11 +345,6 @@ func upsertOnce(db *gorm.DB, plan upsertPlan, u upserter, t *upsertTally) error 
 	return nil
 }
 
-func median(xs []float64) float64 {
-	s := slices.Sorted(slices.Values(xs))
-	return s[len(s)/2]
-}
-
 // upsertMarkdown renders the tallies, each throughput as a multiple of the
 // per-row loop's.
 func upsertMarkdown(kind string, n int, existing float64, runs int, us []upserter, ts []*upsertTally) string {
