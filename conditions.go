@@ -213,17 +213,8 @@ func sameBasicType(v any, f *schema.Field) bool {
 	if t == nil || t != f.FieldType {
 		return false
 	}
-	if _, ok := v.(driver.Valuer); ok {
-		return false
-	}
-	switch t.Kind() {
-	case reflect.String, reflect.Bool,
-		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64:
-		return true
-	}
-	return false
+	_, valuer := v.(driver.Valuer)
+	return !valuer && basicKind(t.Kind())
 }
 
 type pair struct {

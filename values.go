@@ -87,15 +87,17 @@ func keyValue(v any) (any, error) {
 // kind (a string, a number, a boolean).
 func sameBasic(a, b any) bool {
 	t := reflect.TypeOf(a)
-	if t == nil || t != reflect.TypeOf(b) {
-		return false
-	}
-	switch t.Kind() {
+	return t != nil && t == reflect.TypeOf(b) && basicKind(t.Kind()) && a == b
+}
+
+// basicKind reports whether k is a string, a boolean or a number.
+func basicKind(k reflect.Kind) bool {
+	switch k {
 	case reflect.String, reflect.Bool,
 		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
 		reflect.Float32, reflect.Float64:
-		return a == b
+		return true
 	}
 	return false
 }

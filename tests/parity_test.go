@@ -601,15 +601,21 @@ type Part struct {
 	Note string
 }
 
+// createParts creates Part's table, partitioned, on PostgreSQL.
+func createParts(t *testing.T, e *env) {
+	t.Helper()
+	require.NoError(t, e.other.Exec("DROP TABLE IF EXISTS parts").Error)
+	require.NoError(t, e.other.Exec("CREATE TABLE parts (name varchar(64) PRIMARY KEY, note text) PARTITION BY HASH (name)").Error)
+	require.NoError(t, e.other.Exec("CREATE TABLE parts_0 PARTITION OF parts FOR VALUES WITH (MODULUS 2, REMAINDER 0)").Error)
+	require.NoError(t, e.other.Exec("CREATE TABLE parts_1 PARTITION OF parts FOR VALUES WITH (MODULUS 2, REMAINDER 1)").Error)
+}
+
 func TestUpsertPartitionedTable(t *testing.T) {
 	forEachDB(t, func(t *testing.T, e *env) {
 		if e.name != "postgres" {
 			t.Skip("partitioned tables are PostgreSQL's")
 		}
-		require.NoError(t, e.other.Exec("DROP TABLE IF EXISTS parts").Error)
-		require.NoError(t, e.other.Exec("CREATE TABLE parts (name varchar(64) PRIMARY KEY, note text) PARTITION BY HASH (name)").Error)
-		require.NoError(t, e.other.Exec("CREATE TABLE parts_0 PARTITION OF parts FOR VALUES WITH (MODULUS 2, REMAINDER 0)").Error)
-		require.NoError(t, e.other.Exec("CREATE TABLE parts_1 PARTITION OF parts FOR VALUES WITH (MODULUS 2, REMAINDER 1)").Error)
+		createParts(t, e)
 		for i, want := range []bool{true, false} {
 			var dest Part
 			created, err := safefind.CreateOrFind(e.db.Where(&Part{Name: "a"}).Assign(Part{Note: fmt.Sprint("n", i)}), &dest)

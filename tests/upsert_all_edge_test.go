@@ -290,10 +290,7 @@ func TestUpsertAllPartitionedTable(t *testing.T) {
 		if e.name != "postgres" {
 			t.Skip("partitioned tables are PostgreSQL's")
 		}
-		require.NoError(t, e.other.Exec("DROP TABLE IF EXISTS parts").Error)
-		require.NoError(t, e.other.Exec("CREATE TABLE parts (name varchar(64) PRIMARY KEY, note text) PARTITION BY HASH (name)").Error)
-		require.NoError(t, e.other.Exec("CREATE TABLE parts_0 PARTITION OF parts FOR VALUES WITH (MODULUS 2, REMAINDER 0)").Error)
-		require.NoError(t, e.other.Exec("CREATE TABLE parts_1 PARTITION OF parts FOR VALUES WITH (MODULUS 2, REMAINDER 1)").Error)
+		createParts(t, e)
 		require.NoError(t, e.other.Create(&[]Part{{Name: "b", Note: "old"}, {Name: "c", Note: "same"}}).Error)
 		rows := []Part{{Name: "c", Note: "same"}, {Name: "a", Note: "new"}, {Name: "b", Note: "changed"}}
 		db, r := e.recorded(e.db)
