@@ -98,7 +98,7 @@ type Stats struct {
 	Conflicts int64
 	// Retries counts INSERTs tried again: after a conflict whose row could
 	// not be found, or, outside a transaction, after losing a deadlock or a
-	// Galera certification (up to 5 times); and Assign's UPDATEs sent again
+	// Galera certification (up to 10 times); and Assign's UPDATEs sent again
 	// to a row created anew under another id.
 	Retries int64
 	// BudgetSwitches counts FindOrCreate INSERTs that ran without a

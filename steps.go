@@ -29,8 +29,10 @@ func (c *call) reader(latest bool) *gorm.DB {
 }
 
 // maxStatementRetries bounds the retries of a statement that failed with a
-// retryable error outside a transaction.
-const maxStatementRetries = 5
+// retryable error outside a transaction: with statementBackoff, about a
+// second of waiting at most. (Under heavy contention on keys being deleted,
+// a MariaDB batch lost 6 deadlocks in a row.)
+const maxStatementRetries = 10
 
 // statementBackoff is the wait before a statement is sent again: jittered,
 // so that two statements that deadlocked on each other do not meet again
