@@ -56,7 +56,7 @@ func (b *batch) insert(groups []*group) (lost []*group, err error) {
 	if b.plan.conflict == conflictSkips {
 		skip = c.d.SkipOnConflict()
 	}
-	dry := c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, b.plan).
+	dry := c.renderDB(b.plan).
 		Clauses(append(skip, clause.Returning{})...).Create(rowsPtr.Interface())
 	if dry.Error != nil {
 		return nil, dry.Error

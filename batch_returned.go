@@ -17,17 +17,12 @@ import (
 // a function that makes a statement to send it.
 func (b *batch) render(rowsPtr reflect.Value, build func(*gorm.DB) *gorm.DB) (func() *gorm.DB, error) {
 	c := b.c
-	dry := build(c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, b.plan))
+	dry := build(c.renderDB(b.plan))
 	if dry = dry.Create(rowsPtr.Interface()); dry.Error != nil {
 		return nil, dry.Error
 	}
 	sql, vars := dry.Statement.SQL.String(), dry.Statement.Vars
-	return func() *gorm.DB {
-		db := onPrimary(c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}}))
-		db.Statement.SQL.WriteString(sql)
-		db.Statement.Vars = vars
-		return db
-	}, nil
+	return func() *gorm.DB { return c.sendDB(sql, vars) }, nil
 }
 
 // sendUpsert sends the INSERT of rowsPtr with onConflict, RETURNING * and

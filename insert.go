@@ -48,6 +48,23 @@ func (c *call) writeDB(s *gorm.Session, pl plan) *gorm.DB {
 	return db
 }
 
+// renderDB returns a statement on which GORM's Create renders, as a
+// DryRun, an INSERT that safefind sends itself (sendDB): defaults,
+// timestamps and serializers as Create has them, no hook run, nothing
+// traced.
+func (c *call) renderDB(pl plan) *gorm.DB {
+	return c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, pl)
+}
+
+// sendDB returns a new statement, on the primary, that sends sql with
+// vars (rendered on renderDB), its expected conflicts kept out of the log.
+func (c *call) sendDB(sql string, vars []any) *gorm.DB {
+	db := onPrimary(c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}}))
+	db.Statement.SQL.WriteString(sql)
+	db.Statement.Vars = vars
+	return db
+}
+
 // tableDB returns a new statement on the caller's connection and context,
 // on the lookup's table (the name before an alias), with the caller's
 // settings and resolver but none of its clauses, and the session options s

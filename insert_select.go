@@ -1,7 +1,6 @@
 package safefind
 
 import (
-	"errors"
 	"reflect"
 
 	"gorm.io/gorm"
@@ -56,7 +55,7 @@ func plainLookup(stmt *gorm.Statement) bool {
 // returned, a new value behind a pointer, and whether it inserted it; no
 // row when the statement's snapshot did not show the row it met.
 func (c *call) insertOrRead() (row reflect.Value, created bool, err error) {
-	dry := c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, c.writing).
+	dry := c.renderDB(c.writing).
 		Clauses(append(c.d.SkipOnConflict(), clause.Returning{})...).Create(c.dest.Interface())
 	if dry.Error != nil {
 		return row, false, dry.Error
@@ -74,27 +73,10 @@ func (c *call) insertOrRead() (row reflect.Value, created bool, err error) {
 	st.WriteQuoted(firstByPrimaryKey.Column)
 	st.SQL.WriteString(" LIMIT 1)")
 
-	exec := onPrimary(c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}}))
-	exec.Statement.SQL.WriteString(st.SQL.String())
-	exec.Statement.Vars = st.Vars
+	exec := c.sendDB(st.SQL.String(), st.Vars)
 	if c.tx.DryRun {
 		return row, false, exec.Callback().Raw().Execute(exec).Error
 	}
-	rows, err := exec.Rows()
-	if err != nil {
-		return row, false, err
-	}
-	flagged := &flaggedRows{Rows: rows}
-	scan := c.tableDB(&gorm.Session{})
-	got := rows.Next()
-	if got {
-		row = reflect.New(c.dest.Type().Elem())
-		scan.Statement.Schema = c.schema
-		scan.Statement.Dest, scan.Statement.ReflectValue = row.Interface(), row.Elem()
-		gorm.Scan(flagged, scan, gorm.ScanInitialized)
-	}
-	if err := errors.Join(scan.Error, rows.Err(), rows.Close()); err != nil || !got {
-		return reflect.Value{}, false, err
-	}
-	return row, flagOf(flagged.flags[0]) == flagInserted, nil
+	row, flag, err := c.flaggedRow(exec)
+	return row, row.IsValid() && flag == flagInserted, err
 }

@@ -50,7 +50,7 @@ func (c *call) upsert() (created, updated bool, dup, err error) {
 	for i, e := range c.eqs {
 		where[i] = clause.Eq{Column: clause.Column{Table: clause.CurrentTable, Name: e.field.DBName}, Value: e.value}
 	}
-	dry := c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, c.writing).
+	dry := c.renderDB(c.writing).
 		Clauses(
 			clause.OnConflict{Columns: target, DoUpdates: set, Where: clause.Where{Exprs: where}},
 			clause.Returning{Columns: []clause.Column{{Name: "*", Raw: true}, *c.d.UpsertCreated()}},
@@ -58,37 +58,19 @@ func (c *call) upsert() (created, updated bool, dup, err error) {
 	if dry.Error != nil {
 		return false, false, nil, dry.Error
 	}
-	exec := onPrimary(c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}}))
-	exec.Statement.SQL.WriteString(dry.Statement.SQL.String())
-	exec.Statement.Vars = dry.Statement.Vars
+	exec := c.sendDB(dry.Statement.SQL.String(), dry.Statement.Vars)
 	if c.tx.DryRun {
 		return false, false, nil, exec.Callback().Raw().Execute(exec).Error
 	}
-	rows, err := exec.Rows()
-	if isDuplicate(c.tx.Dialector, err) {
-		return false, false, err, nil
-	}
-	if err != nil {
-		return false, false, nil, err
-	}
-	flagged := &flaggedRows{Rows: rows}
-	row := reflect.New(c.dest.Type().Elem())
-	scan := c.tableDB(&gorm.Session{})
-	found := rows.Next()
-	if found {
-		scan.Statement.Schema = c.schema
-		scan.Statement.Dest, scan.Statement.ReflectValue = row.Interface(), row.Elem()
-		gorm.Scan(flagged, scan, gorm.ScanInitialized)
-	}
-	err = errors.Join(scan.Error, rows.Err(), rows.Close())
+	row, flag, err := c.flaggedRow(exec)
 	switch {
 	case isDuplicate(c.tx.Dialector, err):
 		return false, false, err, nil
 	case err != nil:
 		return false, false, nil, err
-	case !found:
+	case !row.IsValid():
 		return false, false, nil, nil
-	case flagOf(flagged.flags[0]) == flagInserted:
+	case flag == flagInserted:
 		// As Create's RETURNING gives them: the columns the database
 		// chose; the others as dest holds them.
 		ctx := c.tx.Statement.Context
@@ -132,6 +114,29 @@ func (c *call) setUpdated(row reflect.Value, set []clause.Assignment) {
 			_ = f.Set(ctx, c.dest.Elem(), a.Value) // Updates bound it: the field takes it, as Updates's model did
 		}
 	}
+}
+
+// flaggedRow sends the statement of exec, which returns at most one row
+// with its flag last (flaggedRows), and scans that row into a new value
+// behind a pointer; no row (an invalid Value) when it returned none.
+func (c *call) flaggedRow(exec *gorm.DB) (row reflect.Value, flag int, err error) {
+	rows, err := exec.Rows()
+	if err != nil {
+		return row, 0, err
+	}
+	flagged := &flaggedRows{Rows: rows}
+	scan := c.tableDB(&gorm.Session{})
+	got := rows.Next()
+	if got {
+		row = reflect.New(c.dest.Type().Elem())
+		scan.Statement.Schema = c.schema
+		scan.Statement.Dest, scan.Statement.ReflectValue = row.Interface(), row.Elem()
+		gorm.Scan(flagged, scan, gorm.ScanInitialized)
+	}
+	if err := errors.Join(scan.Error, rows.Err(), rows.Close()); err != nil || !got {
+		return reflect.Value{}, 0, err
+	}
+	return row, flagOf(flagged.flags[0]), nil
 }
 
 // flaggedRows shows GORM's scan every column but the last, a flag of what
@@ -221,17 +226,14 @@ func (c *call) upsertByAffectedRows(set []clause.Assignment) (created, updated b
 		assignments = append(assignments, clause.Assignment{Column: column,
 			Value: clause.Expr{SQL: "IF(?, ?, ?)", Vars: []any{matches, a.Value, column}}})
 	}
-	dry := c.writeDB(&gorm.Session{DryRun: true, SkipHooks: true, SkipDefaultTransaction: true, Logger: silent{c.tx.Logger}}, c.writing)
+	dry := c.renderDB(c.writing)
 	dry.Statement.BuildClauses = []string{"INSERT", "VALUES", "ON CONFLICT"} // no RETURNING, which would hide the affected rows
 	dry = dry.Clauses(clause.OnConflict{DoUpdates: assignments}).Create(c.dest.Interface())
 	if dry.Error != nil {
 		return false, false, nil, dry.Error
 	}
 	result := gorm.WithResult()
-	exec := onPrimary(c.tableDB(&gorm.Session{Logger: quietConflicts{c.tx.Logger, c.tx.Dialector}}))
-	exec.Statement.SQL.WriteString(dry.Statement.SQL.String())
-	exec.Statement.Vars = dry.Statement.Vars
-	exec = exec.Clauses(result)
+	exec := c.sendDB(dry.Statement.SQL.String(), dry.Statement.Vars).Clauses(result)
 	if err := exec.Callback().Raw().Execute(exec).Error; err != nil || c.tx.DryRun {
 		if isDuplicate(c.tx.Dialector, err) {
 			return false, false, err, nil

@@ -135,6 +135,14 @@ func (e *env) recorded(db *gorm.DB) (*gorm.DB, *Recorder) {
 	return db.WithContext(withRecorder(db.Statement.Context, r)), r
 }
 
+// run runs fn on e.db, inside a transaction of its own if inTx.
+func (e *env) run(inTx bool, fn func(tx *gorm.DB) error) error {
+	if inTx {
+		return e.db.Transaction(fn)
+	}
+	return fn(e.db)
+}
+
 // release runs fn in n goroutines released together, and waits for them.
 func release(n int, fn func(i int)) { race.Release(n, fn) }
 

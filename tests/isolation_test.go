@@ -140,11 +140,7 @@ func TestNoUpdateTrigger(t *testing.T) {
 					assert.Equal(t, []bool{false, true}, created)
 					return err
 				}
-				if inTx {
-					require.NoError(t, e.db.Transaction(run))
-				} else {
-					require.NoError(t, run(e.db))
-				}
+				require.NoError(t, e.run(inTx, run))
 			}
 		}
 		assert.EqualValues(t, 0, e.count(t, &TagUpdate{}), "no UPDATE trigger fired")

@@ -54,15 +54,11 @@ func TestUpsertAllUnchangedRows(t *testing.T) {
 		rows := []Alias{{AliasName: "b", ModelID: 2, Weight: 4}, {AliasName: "a", ModelID: 1, IsActive: true, Weight: 3}}
 		for _, inTx := range []bool{false, true} {
 			var created []bool
-			var err error
-			if inTx {
-				err = e.db.Transaction(func(tx *gorm.DB) error {
-					created, err = safefind.UpsertAll(tx, &rows, []string{"alias_name"})
-					return err
-				})
-			} else {
-				created, err = safefind.UpsertAll(e.db, &rows, []string{"alias_name"})
-			}
+			err := e.run(inTx, func(tx *gorm.DB) error {
+				var err error
+				created, err = safefind.UpsertAll(tx, &rows, []string{"alias_name"})
+				return err
+			})
 			require.NoError(t, err)
 			assert.Equal(t, []bool{false, false}, created)
 			assert.Equal(t, seed[1].ID, rows[0].ID)
@@ -109,11 +105,7 @@ func TestBatchUpdateTriggerCreatedLater(t *testing.T) {
 					assert.Equal(t, []bool{false, true}, created)
 					return err
 				}
-				if inTx {
-					require.NoError(t, e.db.Transaction(run))
-				} else {
-					require.NoError(t, run(e.db))
-				}
+				require.NoError(t, e.run(inTx, run))
 			}
 		}
 		assert.Zero(t, e.count(t, &AliasUpdate{}), "no UPDATE trigger fired")
@@ -149,15 +141,14 @@ func TestUpsertAllOtherUniqueKey(t *testing.T) {
 // (metOther: only that key, which MySQL/MariaDB then meet a row by), and
 // checks that the call fails and leaves the table as seeded.
 func otherUniqueKey(t *testing.T, e *env, seed, rows []Member, inTx, metOther bool) {
-	var err error
+	keys := []string{"OrgID", "Email"} // field names outside a transaction, column names inside
 	if inTx {
-		err = e.db.Transaction(func(tx *gorm.DB) error {
-			_, err := safefind.UpsertAll(tx, &rows, []string{"org_id", "email"})
-			return err
-		})
-	} else {
-		_, err = safefind.UpsertAll(e.db, &rows, []string{"OrgID", "Email"})
+		keys = []string{"org_id", "email"}
 	}
+	err := e.run(inTx, func(tx *gorm.DB) error {
+		_, err := safefind.UpsertAll(tx, &rows, keys)
+		return err
+	})
 	require.Error(t, err)
 	t.Log(err)
 	if e.name == "mysql" && metOther {
