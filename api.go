@@ -91,8 +91,10 @@ func FindOrCreate(tx *gorm.DB, dest any, conds ...any) (created bool, err error)
 // unless the chain has Assign, whose UPDATE then follows the read (for a
 // model without hooks or associations and a chain without Select or Omit,
 // INSERT and UPDATE are one statement: on PostgreSQL INSERT ... ON
-// CONFLICT DO UPDATE ... WHERE the lookup RETURNING; on MySQL/MariaDB INSERT ... ON DUPLICATE KEY UPDATE guarded by
-// the lookup, then a read; created exact);
+// CONFLICT DO UPDATE ... WHERE the lookup RETURNING, or inside a
+// transaction a WITH query of an INSERT that skips any conflict and an
+// UPDATE of the lookup's row; on MySQL/MariaDB INSERT ... ON DUPLICATE KEY
+// UPDATE guarded by the lookup, then a read; created exact);
 // AfterCreate and AfterSave hooks run only for a row that was created.
 // Associations to save need a savepoint inside a transaction.
 //

@@ -64,6 +64,10 @@ type call struct {
 	attrs, assigns []assignment
 	updates        map[string]any
 
+	// upsertInWith: the upsert is a WITH query whose UPDATE is a part of
+	// its own (upsertWith), not ON CONFLICT's DO UPDATE (plan.go).
+	upsertInWith bool
+
 	writing plan // the plan of the INSERT under way
 	// What the INSERT under way did (hooks.go): whether it was sent, and
 	// its own error, as opposed to its associations'.

@@ -51,6 +51,54 @@ func plainLookup(stmt *gorm.Statement) bool {
 	return true
 }
 
+// CreateOrFind with Assign in one statement, where the upsert's ON
+// CONFLICT (key) DO UPDATE will not do (upsertStyle): inside the caller's
+// transaction, which a unique violation on another key than ON CONFLICT's
+// would abort, and on a table that cannot return xmax (a partitioned one):
+//
+//	WITH ins AS (INSERT ... ON CONFLICT DO NOTHING RETURNING *),
+//	upd AS (UPDATE t SET what GORM's Updates would set
+//	        WHERE the lookup AND NOT EXISTS (SELECT 1 FROM ins) RETURNING *)
+//	SELECT *, TRUE FROM ins UNION ALL SELECT *, FALSE FROM upd
+//
+// skips any conflict, as CreateOrFind's INSERT does, and updates the
+// lookup's row when it inserted none. The UPDATE reads with the
+// statement's snapshot, as the SELECT of insertOrRead does: a row
+// committed while the INSERT waited on it is not updated, the statement
+// returns nothing, and the call reads the row and updates it as after a
+// conflict.
+
+// upsertWith sends the statement for dest and Assign's SET, and sets dest
+// to the row it returns: created, or updated, or neither when it returned
+// no row.
+func (c *call) upsertWith(set []clause.Assignment) (created, updated bool, dup, err error) {
+	dry := c.renderDB(c.writing).
+		Clauses(append(c.d.SkipOnConflict(), clause.Returning{})...).Create(c.dest.Interface())
+	if dry.Error != nil {
+		return false, false, nil, dry.Error
+	}
+	st := dry.Statement
+	insert := st.SQL.String()
+	st.SQL.Reset()
+	st.SQL.WriteString("WITH ins AS (")
+	st.SQL.WriteString(insert)
+	st.SQL.WriteString("), upd AS (UPDATE ")
+	st.WriteQuoted(clause.Table{Name: clause.CurrentTable})
+	st.SQL.WriteString(" SET ")
+	clause.Set(set).Build(st)
+	st.SQL.WriteString(" WHERE ")
+	c.where.Build(st)
+	st.SQL.WriteString(" AND NOT EXISTS (SELECT 1 FROM ins) RETURNING *) SELECT *, TRUE FROM ins UNION ALL SELECT *, FALSE FROM upd")
+
+	exec := c.sendDB(st.SQL.String(), st.Vars)
+	if c.tx.DryRun {
+		return false, false, nil, exec.Callback().Raw().Execute(exec).Error
+	}
+	row, flag, err := c.flaggedRow(exec)
+	created, updated, err = c.upserted(row, flag, set, err)
+	return created, updated, nil, err
+}
+
 // insertOrRead sends the statement for dest and returns the row it
 // returned, a new value behind a pointer, and whether it inserted it; no
 // row when the statement's snapshot did not show the row it met.

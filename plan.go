@@ -110,7 +110,9 @@ func (c *call) canUpsert(pl plan) bool {
 //   - from a column of the row returned (PostgreSQL), outside the caller's
 //     transaction, which a unique violation on another key than ON
 //     CONFLICT's would abort, and on a table that can return it (not a
-//     partitioned one);
+//     partitioned one); elsewhere from which part of a WITH query returned
+//     the row (upsertWith, insert_select.go), where the lookup is a WHERE
+//     that the UPDATE can take as it is (plainLookup);
 //   - from the affected rows of ON DUPLICATE KEY UPDATE (MySQL/MariaDB),
 //     where they are exact on every connection (no dbresolver, which may
 //     send it to a source of other flags) and the row's id comes back
@@ -122,11 +124,15 @@ func (c *call) canUpsert(pl plan) bool {
 //     the catalog.
 func (c *call) upsertStyle() bool {
 	if c.d.UpsertCreated() != nil {
-		if c.inTx {
-			return false
+		c.upsertInWith = c.inTx
+		if !c.inTx {
+			ok, err := c.p.upsertTable(c)
+			if err != nil {
+				return false
+			}
+			c.upsertInWith = !ok
 		}
-		ok, err := c.p.upsertTable(c)
-		return err == nil && ok
+		return !c.upsertInWith || c.d.SelectsAfterInsert() && c.plainLookup
 	}
 	if !c.d.UpsertAffectedRows(c.tx.Dialector) || c.tx.Config.Plugins[resolverPlugin] != nil {
 		return false

@@ -42,6 +42,9 @@ func (c *call) upsert() (created, updated bool, dup, err error) {
 	if c.d.UpsertCreated() == nil {
 		return c.upsertByAffectedRows(set)
 	}
+	if c.upsertInWith {
+		return c.upsertWith(set)
+	}
 	target := make([]clause.Column, len(c.uniqueKey))
 	for i, col := range c.uniqueKey {
 		target[i] = clause.Column{Name: col}
@@ -63,24 +66,30 @@ func (c *call) upsert() (created, updated bool, dup, err error) {
 		return false, false, nil, exec.Callback().Raw().Execute(exec).Error
 	}
 	row, flag, err := c.flaggedRow(exec)
-	switch {
-	case isDuplicate(c.tx.Dialector, err):
+	if isDuplicate(c.tx.Dialector, err) {
 		return false, false, err, nil
-	case err != nil:
-		return false, false, nil, err
-	case !row.IsValid():
-		return false, false, nil, nil
+	}
+	created, updated, err = c.upserted(row, flag, set, err)
+	return created, updated, nil, err
+}
+
+// upserted sets dest from the row an upsert returned with its flag: as
+// Create's RETURNING sets a row it inserted (the columns the database
+// chose; the others as dest holds them), as FirstOrCreate's Updates sets a
+// row it updated. No row: neither.
+func (c *call) upserted(row reflect.Value, flag int, set []clause.Assignment, err error) (created, updated bool, _ error) {
+	switch {
+	case err != nil || !row.IsValid():
+		return false, false, err
 	case flag == flagInserted:
-		// As Create's RETURNING gives them: the columns the database
-		// chose; the others as dest holds them.
 		ctx := c.tx.Statement.Context
 		for _, f := range c.schema.FieldsWithDefaultDBValue {
 			f.ReflectValueOf(ctx, c.dest.Elem()).Set(f.ReflectValueOf(ctx, row.Elem()))
 		}
-		return true, false, nil, nil
+		return true, false, nil
 	}
 	c.setUpdated(row, set)
-	return false, true, nil, nil
+	return false, true, nil
 }
 
 // updateSet is the SET of the UPDATE that FirstOrCreate would send for
@@ -125,15 +134,16 @@ func (c *call) flaggedRow(exec *gorm.DB) (row reflect.Value, flag int, err error
 		return row, 0, err
 	}
 	flagged := &flaggedRows{Rows: rows}
-	scan := c.tableDB(&gorm.Session{})
 	got := rows.Next()
 	if got {
+		// Scanned on exec's statement, sent: a statement of its own
+		// (sendDB).
 		row = reflect.New(c.dest.Type().Elem())
-		scan.Statement.Schema = c.schema
-		scan.Statement.Dest, scan.Statement.ReflectValue = row.Interface(), row.Elem()
-		gorm.Scan(flagged, scan, gorm.ScanInitialized)
+		exec.Statement.Schema = c.schema
+		exec.Statement.Dest, exec.Statement.ReflectValue = row.Interface(), row.Elem()
+		gorm.Scan(flagged, exec, gorm.ScanInitialized)
 	}
-	if err := errors.Join(scan.Error, rows.Err(), rows.Close()); err != nil || !got {
+	if err := errors.Join(exec.Error, rows.Err(), rows.Close()); err != nil || !got {
 		return reflect.Value{}, 0, err
 	}
 	return row, flagOf(flagged.flags[0]), nil

@@ -256,13 +256,14 @@ func TestStatementBudgetsAttrsAssignAssociations(t *testing.T) {
 		// ROLLBACK TO and RELEASE go in one round trip on PostgreSQL.
 		rollback := []string{"ROLLBACK", "RELEASE"}
 		// CreateOrFind with Assign on a row that exists: one upsert where
-		// the dialect reports created from it with the row (PostgreSQL,
-		// outside a transaction); with its affected rows, then a read
-		// (MySQL/MariaDB); else INSERT, SELECT, UPDATE.
+		// the dialect reports created from it with the row (PostgreSQL:
+		// ON CONFLICT DO UPDATE outside a transaction, a WITH query of an
+		// INSERT and an UPDATE inside one); with its affected rows, then a
+		// read (MySQL/MariaDB); else INSERT, SELECT, UPDATE.
 		upsert, upsertInTx := []string{"INSERT", "SELECT", "UPDATE"}, []string{"INSERT", "SELECT", "UPDATE"}
 		switch e.name {
 		case "postgres":
-			rollback, upsert = rollback[:1], upsert[:1]
+			rollback, upsert, upsertInTx = rollback[:1], upsert[:1], []string{"WITH"}
 		case "mysql":
 			upsert, upsertInTx = upsert[:2], upsertInTx[:2]
 		}
@@ -388,6 +389,20 @@ func TestGoldenUpsertSQL(t *testing.T) {
 		assert.True(t, created)
 		if e.name != "sqlite" {
 			assert.Equal(t, []string{"SELECT", "INSERT"}, kinds(r.Statements()), "the DryRun cached nothing: the catalog is read now")
+		}
+
+		if e.name == "postgres" {
+			// Inside a transaction: a WITH query, whose INSERT skips a
+			// conflict on any key.
+			dry, log, _ := e.dryRunInTx(t)
+			_, err := safefind.CreateOrFind(dry.Where(&Tag{Name: "go"}).Assign(Tag{Note: "n"}), &Tag{})
+			require.NoError(t, err)
+			assert.Equal(t, []string{
+				`WITH ins AS (INSERT INTO "tags" ("name","note") VALUES ('go','n') ON CONFLICT DO NOTHING RETURNING *), ` +
+					`upd AS (UPDATE "tags" SET "note"='n' WHERE "tags"."name" = 'go' AND NOT EXISTS (SELECT 1 FROM ins) RETURNING *) ` +
+					`SELECT *, TRUE FROM ins UNION ALL SELECT *, FALSE FROM upd`,
+				`SELECT * FROM "tags" WHERE "tags"."name" = 'go' ORDER BY "tags"."id" LIMIT 1`,
+			}, log.statements())
 		}
 	})
 }

@@ -421,3 +421,69 @@ func TestOneStatementSnapshot(t *testing.T) {
 		assert.True(t, strings.HasPrefix(s, "WITH ins AS (INSERT"), s)
 	}
 }
+
+// CreateOrFind with Assign inside a PostgreSQL transaction is one WITH
+// query: an INSERT that skips conflicts and an UPDATE of the lookup's row
+// when it inserted none. A winner that commits while the INSERT waits on
+// its row is not in the statement's snapshot: the UPDATE finds nothing,
+// and the call reads the winner's row and updates it, as after a conflict.
+func TestUpsertWithSnapshot(t *testing.T) {
+	e := open(t, "postgres")
+	e.reset(t, &Tag{})
+	winner := e.other.Begin()
+	require.NoError(t, winner.Error)
+	defer winner.Rollback()
+	late := Tag{Name: "late", Note: "winner's"}
+	require.NoError(t, winner.Create(&late).Error)
+
+	type result struct {
+		tag     Tag
+		created bool
+		err     error
+	}
+	done := make(chan result, 1)
+	db, r := e.recorded(e.db)
+	go func() {
+		var res result
+		res.err = db.Transaction(func(tx *gorm.DB) error {
+			var err error
+			res.created, err = safefind.CreateOrFind(tx.Where(&Tag{Name: "late"}).Assign(Tag{Note: "assigned"}), &res.tag)
+			return err
+		})
+		done <- res
+	}()
+	require.Eventually(t, func() bool {
+		var waiting int64
+		require.NoError(t, e.other.Raw(`SELECT COUNT(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE 'WITH ins AS (INSERT INTO "tags"%'`).Scan(&waiting).Error)
+		return waiting > 0
+	}, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, winner.Commit().Error)
+
+	res := <-done
+	require.NoError(t, res.err)
+	assert.False(t, res.created)
+	assert.Equal(t, Tag{ID: late.ID, Name: "late", Note: "assigned"}, res.tag)
+	var stored Tag
+	require.NoError(t, e.other.Where("name = ?", "late").First(&stored).Error)
+	assert.Equal(t, res.tag, stored, "the winner's row, updated")
+	assert.Equal(t, []string{"BEGIN", "WITH", "SELECT", "UPDATE", "COMMIT"}, kinds(r.Statements()))
+
+	// Without a race: one statement, on a row that exists and on a new one.
+	for _, name := range []string{"late", "new"} {
+		db, r := e.recorded(e.db)
+		var dest Tag
+		var created bool
+		require.NoError(t, db.Transaction(func(tx *gorm.DB) error {
+			var err error
+			created, err = safefind.CreateOrFind(tx.Where(&Tag{Name: name}).Assign(Tag{Note: "again"}), &dest)
+			return err
+		}))
+		assert.Equal(t, name == "new", created)
+		var stored Tag
+		require.NoError(t, e.other.Where("name = ?", name).First(&stored).Error)
+		assert.Equal(t, stored, dest)
+		assert.Equal(t, "again", stored.Note)
+		assert.Equal(t, []string{"BEGIN", "WITH", "COMMIT"}, kinds(r.Statements()), name)
+	}
+}
