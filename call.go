@@ -26,12 +26,17 @@ var errNotInspected = fmt.Errorf("%w: a scope replaced the lookup's statement", 
 // CreateOrFindAll: what it was given, its lookup, and what the inspection
 // of the lookup found. A call is not shared between goroutines.
 type call struct {
-	op     string // opFindOrCreate, ...
-	start  time.Time
-	p      *Plugin
-	d      dialect.Dialect
-	tx     *gorm.DB      // the caller's chain
-	base   *gorm.DB      // the lookup: tx and inline conditions; reusable (find adds LIMIT 1, ORDER BY pk)
+	op    string // opFindOrCreate, ...
+	start time.Time
+	p     *Plugin
+	d     dialect.Dialect
+	tx    *gorm.DB // the caller's chain
+	conds []any    // the inline conditions
+	base  *gorm.DB // the lookup: tx and inline conditions; reusable (find adds LIMIT 1, ORDER BY pk); see lookup
+	// first is the lookup as begin built it, unread: the call's first read
+	// runs on it, not on a clone of base (one statement built the fewer on
+	// a hit); nil once read.
+	first  *gorm.DB
 	dest   reflect.Value // *Model
 	inTx   bool
 	strict bool // every condition must be an assignable equality (CreateOrFind)
@@ -92,19 +97,44 @@ func begin(tx *gorm.DB, dest any, conds []any, op string) (*call, error) {
 	}
 	c.dest = v
 
-	q := tx.Session(&gorm.Session{}).Clauses() // a statement of its own
-	if len(conds) > 0 {
-		exprs, err := buildCondition(q.Statement, conds)
+	c.conds = conds
+	q, err := c.newLookup()
+	if err != nil {
+		return c, err
+	}
+	c.first = q
+	return c, nil
+}
+
+// newLookup returns a new statement of the lookup, marked as c's: the
+// caller's chain and the inline conditions.
+func (c *call) newLookup() (*gorm.DB, error) {
+	q := c.tx.Session(&gorm.Session{}).Clauses() // a statement of its own
+	if len(c.conds) > 0 {
+		exprs, err := buildCondition(q.Statement, c.conds)
 		if err != nil {
-			return c, err
+			return q, err
 		}
 		if len(exprs) == 0 {
-			return c, fmt.Errorf("%w: inline conditions %v select nothing (GORM drops zero-valued struct fields; use a map to match zero values)", ErrNoConditions, conds)
+			return q, fmt.Errorf("%w: inline conditions %v select nothing (GORM drops zero-valued struct fields; use a map to match zero values)", ErrNoConditions, c.conds)
 		}
 		q.Statement.AddClause(clause.Where{Exprs: exprs})
 	}
-	c.base = lookupFor(q, c)
-	return c, nil
+	return mark(q, c), nil
+}
+
+// lookup returns the lookup, reusable: every statement built on it runs on
+// a clone of it. A single-row call builds it when it first needs it:
+// a hit needs only first.
+func (c *call) lookup() *gorm.DB {
+	if c.base == nil {
+		q, err := c.newLookup() // as begin built it: no error
+		if err != nil {
+			q.AddError(err)
+		}
+		c.base = q.Session(&gorm.Session{})
+	}
+	return c.base
 }
 
 // lookupFor returns q, a lookup on the caller's chain, marked as c's and
@@ -119,7 +149,7 @@ func lookupFor(q *gorm.DB, c *call) *gorm.DB {
 func (c *call) inTransaction(t *gorm.DB) *call {
 	in := *c
 	in.tx, in.inTx = t, true
-	in.base = lookupFor(t.Session(&gorm.Session{}), &in)
+	in.base, in.first = lookupFor(t.Session(&gorm.Session{}), &in), nil
 	return &in
 }
 
@@ -196,7 +226,11 @@ func (c *call) find(latest bool) (row reflect.Value, found bool, err error) {
 // reads the conditions and gives the statement a SQL comment, so that GORM
 // builds no SQL for it. It is traced by no logger.
 func (c *call) probeConditions() error {
-	dry := markProbe(c.base.Session(&gorm.Session{DryRun: true, Logger: silent{c.tx.Logger}}), c)
+	q := c.first // left unread: the probe runs on a clone of it
+	if q == nil {
+		q = c.lookup()
+	}
+	dry := markProbe(q.Session(&gorm.Session{DryRun: true, Logger: silent{c.tx.Logger}}), c)
 	if err := dry.Find(reflect.New(c.dest.Type().Elem()).Interface()).Error; err != nil {
 		return err
 	}

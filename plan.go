@@ -92,7 +92,7 @@ func (c *call) canUpsert(pl plan) bool {
 	st, s := c.tx.Statement, c.schema
 	if c.op != opCreateOrFind || pl.existing != existingUpdated || len(c.uniqueKey) == 0 ||
 		pl.associations || pl.scope != scopeStatement || hasCreateHooks(s) || hasUpdateHooks(s) || s.AfterFind ||
-		len(c.base.Statement.Preloads) > 0 || len(st.Selects) > 0 || len(st.Omits) > 0 ||
+		len(st.Preloads) > 0 || len(st.Selects) > 0 || len(st.Omits) > 0 ||
 		len(s.QueryClauses) > 0 || len(s.UpdateClauses) > 0 {
 		return false
 	}

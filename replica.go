@@ -69,10 +69,16 @@ func (c *call) catalogDB() *gorm.DB {
 // primary; the first read where dbresolver chooses, a replica, unless
 // [WithPrimaryReads].
 func (c *call) routed(latest bool) *gorm.DB {
-	if latest || c.p.cfg.primaryReads {
-		return onPrimary(c.base)
+	q := c.first
+	if q != nil {
+		c.first = nil
+	} else {
+		q = c.lookup()
 	}
-	return c.base
+	if latest || c.p.cfg.primaryReads {
+		return onPrimary(q)
+	}
+	return q
 }
 
 // WithPrimaryReads sends the first read of [FindOrCreate] and

@@ -64,7 +64,7 @@ func (c *call) settle(pl plan, row reflect.Value) (exists bool, err error) {
 // hooks, associations).
 func (c *call) updateDB() *gorm.DB {
 	one := !hasUpdateHooks(c.schema) && !c.carriesAssociations(c.dest.Elem(), c.tx.Statement.Omits) && !c.updatesAssociations()
-	return onPrimary(c.base).Session(&gorm.Session{SkipDefaultTransaction: c.tx.SkipDefaultTransaction || one})
+	return onPrimary(c.lookup()).Session(&gorm.Session{SkipDefaultTransaction: c.tx.SkipDefaultTransaction || one})
 }
 
 // updatesAssociations reports whether Assign names an association (a map
@@ -89,7 +89,7 @@ func (c *call) setColumns(row reflect.Value) {
 			f.ReflectValueOf(ctx, dest).Set(f.ReflectValueOf(ctx, from))
 		}
 	}
-	preloads := c.base.Statement.Preloads
+	preloads := c.tx.Statement.Preloads // the lookup's
 	if len(preloads) == 0 {
 		return
 	}
