@@ -102,7 +102,13 @@ func begin(tx *gorm.DB, dest any, conds []any, op string) (*call, error) {
 	if err != nil {
 		return c, err
 	}
-	c.first = q
+	if len(chainValues(tx.Statement, assignsIndex)) > 0 {
+		// Assign's UPDATE follows the read of a row found: the lookup is
+		// needed again.
+		c.base = q.Session(&gorm.Session{})
+	} else {
+		c.first = q
+	}
 	return c, nil
 }
 
@@ -226,11 +232,16 @@ func (c *call) find(latest bool) (row reflect.Value, found bool, err error) {
 // reads the conditions and gives the statement a SQL comment, so that GORM
 // builds no SQL for it. It is traced by no logger.
 func (c *call) probeConditions() error {
-	q := c.first // left unread: the probe runs on a clone of it
-	if q == nil {
-		q = c.lookup()
+	var dry *gorm.DB
+	if q := c.first; q != nil {
+		// The probe is the lookup's first run: on the statement begin
+		// built, whose configuration is the call's own copy (a Session).
+		c.first = nil
+		q.Config.DryRun, q.Config.Logger = true, silent{c.tx.Logger}
+		dry = markProbe(q, c)
+	} else {
+		dry = markProbe(c.lookup().Session(&gorm.Session{DryRun: true, Logger: silent{c.tx.Logger}}), c)
 	}
-	dry := markProbe(q.Session(&gorm.Session{DryRun: true, Logger: silent{c.tx.Logger}}), c)
 	if err := dry.Find(reflect.New(c.dest.Type().Elem()).Interface()).Error; err != nil {
 		return err
 	}

@@ -131,8 +131,8 @@ func TestAllocsVsGORM(t *testing.T) {
 	ceilings := map[string]float64{
 		"FindOrCreate-vs-FirstOrCreate/hit":               70 + 2,
 		"FindOrCreate-vs-FirstOrCreate/miss":              114 + 2,
-		"CreateOrFind-vs-CreateDoNothing/miss":            92 + 2,
-		"FindOrCreate+Assign-vs-FirstOrCreate+Assign/hit": 154 + 2,
+		"CreateOrFind-vs-CreateDoNothing/miss":            84 + 2,
+		"FindOrCreate+Assign-vs-FirstOrCreate+Assign/hit": 151 + 2,
 	}
 	e := openMemory(t)
 	for _, p := range vsGORMPairs {
