@@ -5,6 +5,7 @@ import (
 
 	"github.com/safefind/safefind/dialect"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Initialize registers safefind's callbacks on db. GORM calls it from
@@ -99,5 +100,21 @@ func (p *Plugin) inspectLookup(db *gorm.DB) {
 		// GORM builds no SQL for a statement that has some, and the probe
 		// is a DryRun: it sends nothing.
 		db.Statement.SQL.WriteString("/* safefind: the lookup's conditions were read */")
+		return
+	}
+	if m.c.uniqueKey != nil && !m.c.batch {
+		unordered(db.Statement)
+	}
+}
+
+// unordered drops the ORDER BY of a single-row read (find), on a lookup
+// whose equalities cover a unique key (the guard's): it finds one row at
+// most, the row FirstOrCreate's ORDER BY would pick, and the server sorts
+// nothing. An order of the caller's is kept.
+func unordered(stmt *gorm.Statement) {
+	if cl, ok := stmt.Clauses["ORDER BY"]; ok {
+		if o, ok := cl.Expression.(clause.OrderBy); ok && o.Expression == nil && len(o.Columns) == 1 && o.Columns[0] == firstByPrimaryKey {
+			delete(stmt.Clauses, "ORDER BY")
+		}
 	}
 }

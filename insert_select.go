@@ -13,7 +13,7 @@ import (
 //	WITH ins AS (INSERT ... ON CONFLICT DO NOTHING RETURNING *)
 //	SELECT *, TRUE FROM ins
 //	UNION ALL (SELECT *, FALSE FROM t WHERE the lookup
-//	           AND NOT EXISTS (SELECT 1 FROM ins) ORDER BY pk LIMIT 1)
+//	           AND NOT EXISTS (SELECT 1 FROM ins) LIMIT 1)
 //
 // inserts the row, or reads the existing one, and says which: one round
 // trip where INSERT then SELECT take two. The SELECT reads with the
@@ -117,8 +117,11 @@ func (c *call) insertOrRead() (row reflect.Value, created bool, err error) {
 	st.WriteQuoted(clause.Table{Name: clause.CurrentTable})
 	st.SQL.WriteString(" WHERE ")
 	c.where.Build(st)
-	st.SQL.WriteString(" AND NOT EXISTS (SELECT 1 FROM ins) ORDER BY ")
-	st.WriteQuoted(firstByPrimaryKey.Column)
+	st.SQL.WriteString(" AND NOT EXISTS (SELECT 1 FROM ins)")
+	if c.uniqueKey == nil { // else one row at most (unordered)
+		st.SQL.WriteString(" ORDER BY ")
+		st.WriteQuoted(firstByPrimaryKey.Column)
+	}
 	st.SQL.WriteString(" LIMIT 1)")
 
 	exec := c.sendDB(st.SQL.String(), st.Vars)

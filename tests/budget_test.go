@@ -149,39 +149,39 @@ func TestGoldenSQL(t *testing.T) {
 	golden := map[string]map[string][]string{
 		"sqlite": {
 			"FindOrCreate": {
-				"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" ORDER BY `tags`.`id` LIMIT 1",
+				"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" LIMIT 1",
 				"INSERT INTO `tags` (`name`,`note`) VALUES (\"go\",\"\") RETURNING `id`",
-				"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" ORDER BY `tags`.`id` LIMIT 1",
+				"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" LIMIT 1",
 			},
 			"CreateOrFind": {
 				"INSERT INTO `tags` (`name`,`note`) VALUES (\"go\",\"\") ON CONFLICT DO NOTHING RETURNING `id`",
-				"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" ORDER BY `tags`.`id` LIMIT 1",
+				"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" LIMIT 1",
 			},
 		},
 		"postgres": {
 			"FindOrCreate": {
-				`SELECT * FROM "tags" WHERE "tags"."name" = 'go' ORDER BY "tags"."id" LIMIT 1`,
+				`SELECT * FROM "tags" WHERE "tags"."name" = 'go' LIMIT 1`,
 				`SAVEPOINT safefind_insert`,
 				`INSERT INTO "tags" ("name","note") VALUES ('go','') RETURNING "id"`,
 				`RELEASE SAVEPOINT safefind_insert`,
-				`SELECT * FROM "tags" WHERE "tags"."name" = 'go' ORDER BY "tags"."id" LIMIT 1`,
+				`SELECT * FROM "tags" WHERE "tags"."name" = 'go' LIMIT 1`,
 			},
 			"CreateOrFind": {
 				`WITH ins AS (INSERT INTO "tags" ("name","note") VALUES ('go','') ON CONFLICT DO NOTHING RETURNING *) ` +
 					`SELECT *, TRUE FROM ins UNION ALL (SELECT *, FALSE FROM "tags" WHERE "tags"."name" = 'go' ` +
-					`AND NOT EXISTS (SELECT 1 FROM ins) ORDER BY "tags"."id" LIMIT 1)`,
+					`AND NOT EXISTS (SELECT 1 FROM ins) LIMIT 1)`,
 			},
 		},
 		// MariaDB; MySQL has neither RETURNING nor LOCK IN SHARE MODE in GORM's rendering.
 		"mysql": {
 			"FindOrCreate": {
-				"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' ORDER BY `tags`.`id` LIMIT 1",
+				"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' LIMIT 1",
 				"INSERT INTO `tags` (`name`,`note`) VALUES ('go','') RETURNING `id`",
-				"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' ORDER BY `tags`.`id` LIMIT 1 LOCK IN SHARE MODE",
+				"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' LIMIT 1 LOCK IN SHARE MODE",
 			},
 			"CreateOrFind": {
 				"INSERT INTO `tags` (`name`,`note`) VALUES ('go','') RETURNING `id`",
-				"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' ORDER BY `tags`.`id` LIMIT 1 LOCK IN SHARE MODE",
+				"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' LIMIT 1 LOCK IN SHARE MODE",
 			},
 		},
 	}
@@ -207,6 +207,61 @@ func TestGoldenSQL(t *testing.T) {
 			})
 		}
 	})
+}
+
+// The single-row read orders by primary key, as FirstOrCreate's, only where
+// it may find more than one row: a lookup that the guard found covers a
+// unique key finds one at most, and the server sorts nothing. With the
+// guard off, on a lookup that no unique key covers, the read orders, and
+// returns the row FirstOrCreate returns: the first by primary key.
+func TestReadOrder(t *testing.T) {
+	for _, name := range []string{"sqlite", "postgres", "mysql"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := open(t, name, safefind.WithUniqueGuard(false))
+			e.reset(t, &Tag{})
+			reads := func(fn func(db *gorm.DB) error) []string {
+				log := &sqlLog{Interface: e.db.Logger}
+				require.NoError(t, fn(e.db.Session(&gorm.Session{Logger: log})))
+				var selects []string
+				for _, s := range log.statements() {
+					if strings.HasPrefix(s, "SELECT") {
+						selects = append(selects, s)
+					}
+				}
+				return selects
+			}
+			q := func(s string) string { // the dialect's quotes
+				if name == "postgres" {
+					return strings.ReplaceAll(s, "`", `"`)
+				}
+				return s
+			}
+			require.NoError(t, e.other.Create(&Tag{Name: "go", Note: "first"}).Error)
+			require.NoError(t, e.other.Create(&Tag{Name: "go2", Note: "first"}).Error)
+			require.NoError(t, e.other.Create(&Tag{Name: "go3", Note: "first"}).Error)
+
+			// With the guard off nothing is known of the lookup's keys: ORDER
+			// BY the primary key (with it on, none on a unique key: the
+			// golden SQL above), and the row FirstOrCreate finds.
+			var mine, theirs Tag
+			got := reads(func(db *gorm.DB) error {
+				_, err := safefind.FindOrCreate(db.Where("note = ?", "first"), &mine)
+				return err
+			})
+			require.Len(t, got, 1)
+			assert.Contains(t, got[0], q("ORDER BY `tags`.`id` LIMIT 1"))
+			require.NoError(t, e.db.Where("note = ?", "first").FirstOrCreate(&theirs).Error)
+			assert.Equal(t, theirs, mine)
+			// The caller's order is kept.
+			got = reads(func(db *gorm.DB) error {
+				_, err := safefind.FindOrCreate(db.Order("name DESC"), &mine, Tag{Name: "go"})
+				return err
+			})
+			require.Len(t, got, 1)
+			assert.Contains(t, got[0], "ORDER BY name DESC")
+		})
+	}
 }
 
 func serverVersion(t *testing.T, e *env) string {
@@ -361,15 +416,15 @@ func TestGoldenUpsertSQL(t *testing.T) {
 			// No upsert: INSERT, then the read (and, on a row that exists,
 			// the UPDATE, which a DryRun's read never finds).
 			"INSERT INTO `tags` (`name`,`note`) VALUES (\"go\",\"n\") ON CONFLICT DO NOTHING RETURNING `id`",
-			"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" ORDER BY `tags`.`id` LIMIT 1",
+			"SELECT * FROM `tags` WHERE `tags`.`name` = \"go\" LIMIT 1",
 		},
 		"postgres": {
 			`INSERT INTO "tags" ("name","note") VALUES ('go','n') ON CONFLICT ("name") DO UPDATE SET "note"='n' WHERE "tags"."name" = 'go'  RETURNING *,(xmax = 0)`,
-			`SELECT * FROM "tags" WHERE "tags"."name" = 'go' ORDER BY "tags"."id" LIMIT 1`,
+			`SELECT * FROM "tags" WHERE "tags"."name" = 'go' LIMIT 1`,
 		},
 		"mysql": {
 			"INSERT INTO `tags` (`name`,`note`) VALUES ('go','n') ON DUPLICATE KEY UPDATE `id`=LAST_INSERT_ID(`id`),`note`=IF(`name` = 'go', 'n', `note`)",
-			"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' ORDER BY `tags`.`id` LIMIT 1",
+			"SELECT * FROM `tags` WHERE `tags`.`name` = 'go' LIMIT 1",
 		},
 	}
 	forEachDB(t, func(t *testing.T, e *env) {
@@ -401,7 +456,7 @@ func TestGoldenUpsertSQL(t *testing.T) {
 				`WITH ins AS (INSERT INTO "tags" ("name","note") VALUES ('go','n') ON CONFLICT DO NOTHING RETURNING *), ` +
 					`upd AS (UPDATE "tags" SET "note"='n' WHERE "tags"."name" = 'go' AND NOT EXISTS (SELECT 1 FROM ins) RETURNING *) ` +
 					`SELECT *, TRUE FROM ins UNION ALL SELECT *, FALSE FROM upd`,
-				`SELECT * FROM "tags" WHERE "tags"."name" = 'go' ORDER BY "tags"."id" LIMIT 1`,
+				`SELECT * FROM "tags" WHERE "tags"."name" = 'go' LIMIT 1`,
 			}, log.statements())
 		}
 	})
