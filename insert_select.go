@@ -72,29 +72,18 @@ func plainLookup(stmt *gorm.Statement) bool {
 // to the row it returns: created, or updated, or neither when it returned
 // no row.
 func (c *call) upsertWith(set []clause.Assignment) (created, updated bool, dup, err error) {
-	dry := c.renderDB(c.writing).
-		Clauses(append(c.d.SkipOnConflict(), clause.Returning{})...).Create(c.dest.Interface())
-	if dry.Error != nil {
-		return false, false, nil, dry.Error
+	st, err := c.withInsert()
+	if err != nil {
+		return false, false, nil, err
 	}
-	st := dry.Statement
-	insert := st.SQL.String()
-	st.SQL.Reset()
-	st.SQL.WriteString("WITH ins AS (")
-	st.SQL.WriteString(insert)
-	st.SQL.WriteString("), upd AS (UPDATE ")
+	st.SQL.WriteString(", upd AS (UPDATE ")
 	st.WriteQuoted(clause.Table{Name: clause.CurrentTable})
 	st.SQL.WriteString(" SET ")
 	clause.Set(set).Build(st)
 	st.SQL.WriteString(" WHERE ")
 	c.where.Build(st)
 	st.SQL.WriteString(" AND NOT EXISTS (SELECT 1 FROM ins) RETURNING *) SELECT *, TRUE FROM ins UNION ALL SELECT *, FALSE FROM upd")
-
-	exec := c.sendDB(st.SQL.String(), st.Vars)
-	if c.tx.DryRun {
-		return false, false, nil, exec.Callback().Raw().Execute(exec).Error
-	}
-	row, flag, err := c.flaggedRow(exec)
+	row, flag, err := c.sendWith(st)
 	created, updated, err = c.upserted(row, flag, set, err)
 	return created, updated, nil, err
 }
@@ -103,17 +92,11 @@ func (c *call) upsertWith(set []clause.Assignment) (created, updated bool, dup, 
 // returned, a new value behind a pointer, and whether it inserted it; no
 // row when the statement's snapshot did not show the row it met.
 func (c *call) insertOrRead() (row reflect.Value, created bool, err error) {
-	dry := c.renderDB(c.writing).
-		Clauses(append(c.d.SkipOnConflict(), clause.Returning{})...).Create(c.dest.Interface())
-	if dry.Error != nil {
-		return row, false, dry.Error
+	st, err := c.withInsert()
+	if err != nil {
+		return row, false, err
 	}
-	st := dry.Statement
-	insert := st.SQL.String()
-	st.SQL.Reset()
-	st.SQL.WriteString("WITH ins AS (")
-	st.SQL.WriteString(insert)
-	st.SQL.WriteString(") SELECT *, TRUE FROM ins UNION ALL (SELECT *, FALSE FROM ")
+	st.SQL.WriteString(" SELECT *, TRUE FROM ins UNION ALL (SELECT *, FALSE FROM ")
 	st.WriteQuoted(clause.Table{Name: clause.CurrentTable})
 	st.SQL.WriteString(" WHERE ")
 	c.where.Build(st)
@@ -123,11 +106,34 @@ func (c *call) insertOrRead() (row reflect.Value, created bool, err error) {
 		st.WriteQuoted(firstByPrimaryKey.Column)
 	}
 	st.SQL.WriteString(" LIMIT 1)")
+	row, flag, err := c.sendWith(st)
+	return row, row.IsValid() && flag == flagInserted, err
+}
 
+// withInsert renders, as Create would, dest's INSERT that skips a conflict
+// and returns the row, and returns its statement, whose SQL is now the
+// start of a WITH query: WITH ins AS (that INSERT).
+func (c *call) withInsert() (*gorm.Statement, error) {
+	dry := c.renderDB(c.writing).
+		Clauses(append(c.d.SkipOnConflict(), clause.Returning{})...).Create(c.dest.Interface())
+	if dry.Error != nil {
+		return nil, dry.Error
+	}
+	st := dry.Statement
+	insert := st.SQL.String()
+	st.SQL.Reset()
+	st.SQL.WriteString("WITH ins AS (")
+	st.SQL.WriteString(insert)
+	st.SQL.WriteString(")")
+	return st, nil
+}
+
+// sendWith sends the WITH query of st, which returns one row at most with
+// its flag last, and scans it (flaggedRow); a DryRun only traces it.
+func (c *call) sendWith(st *gorm.Statement) (row reflect.Value, flag int, err error) {
 	exec := c.sendDB(st.SQL.String(), st.Vars)
 	if c.tx.DryRun {
-		return row, false, exec.Callback().Raw().Execute(exec).Error
+		return row, 0, exec.Callback().Raw().Execute(exec).Error
 	}
-	row, flag, err := c.flaggedRow(exec)
-	return row, row.IsValid() && flag == flagInserted, err
+	return c.flaggedRow(exec)
 }

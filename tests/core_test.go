@@ -399,12 +399,7 @@ func TestOneStatementSnapshot(t *testing.T) {
 		done <- res
 	}()
 	// The call's INSERT waits on the winner's uncommitted row.
-	require.Eventually(t, func() bool {
-		var waiting int64
-		require.NoError(t, e.other.Raw(`SELECT COUNT(*) FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE 'WITH ins AS (INSERT INTO "tags"%'`).Scan(&waiting).Error)
-		return waiting > 0
-	}, 10*time.Second, 5*time.Millisecond)
+	waitOnWinner(t, e)
 	require.NoError(t, winner.Commit().Error)
 
 	res := <-done
@@ -452,12 +447,7 @@ func TestUpsertWithSnapshot(t *testing.T) {
 		})
 		done <- res
 	}()
-	require.Eventually(t, func() bool {
-		var waiting int64
-		require.NoError(t, e.other.Raw(`SELECT COUNT(*) FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE 'WITH ins AS (INSERT INTO "tags"%'`).Scan(&waiting).Error)
-		return waiting > 0
-	}, 10*time.Second, 5*time.Millisecond)
+	waitOnWinner(t, e)
 	require.NoError(t, winner.Commit().Error)
 
 	res := <-done
@@ -486,4 +476,16 @@ func TestUpsertWithSnapshot(t *testing.T) {
 		assert.Equal(t, "again", stored.Note)
 		assert.Equal(t, []string{"BEGIN", "WITH", "COMMIT"}, kinds(r.Statements()), name)
 	}
+}
+
+// waitOnWinner waits until a WITH query's INSERT into tags waits on a lock:
+// on a winner's uncommitted row.
+func waitOnWinner(t *testing.T, e *env) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var waiting int64
+		require.NoError(t, e.other.Raw(`SELECT COUNT(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE 'WITH ins AS (INSERT INTO "tags"%'`).Scan(&waiting).Error)
+		return waiting > 0
+	}, 10*time.Second, 5*time.Millisecond)
 }
