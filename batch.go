@@ -291,7 +291,7 @@ func (b *batch) resolve(chunk []*group) error {
 // upsert did not return: left as they were, or met by another unique key.
 // A row not found was deleted after the upsert met it (outside a
 // transaction), or the conflict is on another unique key: the upsert runs
-// again for those, while [WithRetries] allows.
+// again for those, while [WithConflictRetries] allows.
 func (b *batch) resolveUpserts(chunk []*group) error {
 	c := b.c
 	pending := chunk

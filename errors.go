@@ -81,7 +81,7 @@ var (
 	ErrKeyNotUnique = errors.New("safefind: the lookup is not covered by a unique index")
 
 	// ErrConflictNotFound: the INSERT hit a unique conflict, yet no row
-	// matches the lookup, on every attempt allowed by [WithRetries]. Either
+	// matches the lookup, on every attempt allowed by [WithConflictRetries]. Either
 	// the conflicting row is deleted as fast as it is created, or the conflict
 	// is on a unique key the lookup does not cover (a soft-deleted row, a
 	// second unique column). The database's duplicate-key error, when there

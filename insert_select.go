@@ -19,7 +19,7 @@ import (
 // trip where INSERT then SELECT take two. The SELECT reads with the
 // statement's snapshot, which a row committed while the INSERT waited on it
 // is not in: the statement then returns nothing and runs again, as the
-// read after a conflict would (WithRetries).
+// read after a conflict would (WithConflictRetries).
 
 // selectsAfterInsert reports whether CreateOrFind's INSERT and its read can
 // be one statement: the dialect allows it; the INSERT skips conflicts,

@@ -43,11 +43,13 @@ type config struct {
 // Option configures a [Plugin].
 type Option func(*config)
 
-// WithRetries sets how many times an INSERT is tried again after it hit a
-// unique conflict whose row then could not be found (deleted in between, or a
-// conflict on a key the lookup does not cover). The default is 2; after the
-// last attempt the call returns [ErrConflictNotFound]. Negative values mean 0.
-func WithRetries(n int) Option {
+// WithConflictRetries sets how many times a single-row call's INSERT is
+// tried again after it hit a unique conflict whose row then could not be
+// found (deleted in between, or a conflict on a key the lookup does not
+// cover). The default is 2; after the last attempt the call returns
+// [ErrConflictNotFound]. Negative values mean 0. It retries no transaction:
+// for that, see [RetryTransaction] and its [RetryAttempts].
+func WithConflictRetries(n int) Option {
 	return func(c *config) { c.retries = max(n, 0) }
 }
 

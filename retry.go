@@ -50,8 +50,9 @@ type retryConfig struct {
 	txOptions *sql.TxOptions
 }
 
-// RetryAttempts sets how many times the transaction may run in all (default
-// 5). Values below 1 mean 1.
+// RetryAttempts sets how many times [RetryTransaction] may run the
+// transaction in all (default 5). Values below 1 mean 1. (The INSERTs a
+// single call tries again after a conflict are [WithConflictRetries].)
 func RetryAttempts(n int) RetryOption {
 	return func(c *retryConfig) { c.attempts = max(n, 1) }
 }

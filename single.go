@@ -10,7 +10,7 @@ import (
 
 // writeOne is the single-row driver, the end of FindOrCreate and
 // CreateOrFind: insert dest as pl says, and on a conflict read the winner's
-// row. A conflict whose row cannot be read is tried again, [WithRetries]
+// row. A conflict whose row cannot be read is tried again, [WithConflictRetries]
 // times.
 //
 // On an error dest is left as the caller prepared it.

@@ -72,7 +72,7 @@ func (c *call) retryStatement(retries *int, send func() error) error {
 // hides rows committed after it began cannot see the row: ErrStaleSnapshot.
 // Otherwise the row was deleted in between, or the conflict is on a key the
 // lookup does not cover, and the INSERT may run again (again) while
-// [WithRetries] allows.
+// [WithConflictRetries] allows.
 func (c *call) unresolvedConflict(attempt int) (again bool, err error) {
 	if err := c.staleSnapshot(); err != nil {
 		return false, err

@@ -357,14 +357,14 @@ func TestRetryAfterRowVanished(t *testing.T) {
 	})
 }
 
-// WithRetries bounds the INSERTs tried after a conflict whose row is gone.
-func TestWithRetries(t *testing.T) {
+// WithConflictRetries bounds the INSERTs tried after a conflict whose row is gone.
+func TestWithConflictRetries(t *testing.T) {
 	forEachDB(t, func(t *testing.T, e *env) {
 		e.reset(t, &Member{})
 		require.NoError(t, e.other.Create(&Member{OrgID: 1, Email: "a@x", Handle: "taken"}).Error)
 		db, err := gorm.Open(e.db.Dialector, &gorm.Config{Logger: e.db.Logger})
 		require.NoError(t, err)
-		p := safefind.New(safefind.WithRetries(0))
+		p := safefind.New(safefind.WithConflictRetries(0))
 		require.NoError(t, db.Use(p))
 		_, err = safefind.CreateOrFind(db, &Member{Handle: "taken"}, Member{OrgID: 2, Email: "b@x"})
 		require.ErrorIs(t, err, safefind.ErrConflictNotFound)

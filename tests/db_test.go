@@ -70,6 +70,9 @@ func open(t testing.TB, name string, opts ...safefind.Option) *env {
 // openDSN opens the database of kind name at dsn, as open does.
 func openDSN(t testing.TB, name, dsn string, opts ...safefind.Option) *env {
 	t.Helper()
+	if name == "sqlite" {
+		noteDatabase(name, true, "")
+	}
 	cfg := &gorm.Config{Logger: logger.Discard}
 	if testing.Verbose() && os.Getenv("SAFEFIND_SQL_LOG") != "" {
 		cfg.Logger = logger.Default.LogMode(logger.Info)
@@ -102,8 +105,10 @@ func dsnOrSkip(t testing.TB, key string) string {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%s is not set: CI must run every database", key)
 		}
+		noteDatabase(key, false, key+" is not set")
 		t.Skipf("%s is not set; set it to run against a real server (see README)", key)
 	}
+	noteDatabase(key, true, "")
 	return dsn
 }
 
