@@ -88,7 +88,9 @@ func (p *Plugin) checkUnique(c *call, keys []*schema.Field) error {
 		return fmt.Errorf("%w: %s (%s)", ErrKeyNotUnique, table, strings.Join(names, ", "))
 	}
 	if len(names) == 0 {
-		return notUnique()
+		return fmt.Errorf("%w: %s: the lookup has no plain column equality (column = value) for a unique index to cover; "+
+			"an expression such as LOWER(email) = ? cannot be checked (index the expression and turn the guard off with WithUniqueGuard(false), or look up a column)",
+			ErrKeyNotUnique, table)
 	}
 	if c.tx.DryRun {
 		return nil // the catalog would have to be read: trust the caller

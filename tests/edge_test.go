@@ -190,6 +190,19 @@ func TestEdgeCases(t *testing.T) {
 	})
 }
 
+// A lookup with no plain column equality (an expression) is refused by the
+// guard with a message that says so, before anything is sent.
+func TestUniqueGuardExpressionLookup(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Tag{})
+		db, r := e.recorded(e.db)
+		_, err := safefind.FindOrCreate(db.Where("LOWER(name) = ?", "go"), &Tag{})
+		require.ErrorIs(t, err, safefind.ErrKeyNotUnique)
+		assert.Contains(t, err.Error(), "tags: the lookup has no plain column equality")
+		assert.Empty(t, r.Statements())
+	})
+}
+
 // The unique-index guard: a lookup that no primary key or unique index
 // covers is refused before any data is read or written, judged from the
 // model and, for an index only the database has, from its catalog (read

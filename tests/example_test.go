@@ -178,7 +178,7 @@ func Example_errors() {
 // Run a transaction again when the database says so: a serialization
 // failure, a deadlock, a busy database, or a snapshot that cannot see the
 // winner's row. fn must be safe to run more than once.
-func ExampleRetryTransaction() {
+func Example_retryTransaction() {
 	db := openExample("retry")
 	if err := db.Use(safefind.New()); err != nil {
 		log.Fatal(err)
@@ -202,7 +202,7 @@ func ExampleRetryTransaction() {
 }
 
 // Feed metrics or traces from an observer; Stats are the zero-setup view.
-func ExampleWithObserver() {
+func Example_withObserver() {
 	db := openExample("observer")
 	var mu sync.Mutex
 	outcomes := map[string]int{} // a metrics library's counter vector
