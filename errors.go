@@ -81,11 +81,15 @@ var (
 	ErrKeyNotUnique = errors.New("safefind: the lookup is not covered by a unique index")
 
 	// ErrConflictNotFound: the INSERT hit a unique conflict, yet no row
-	// matches the lookup, on every attempt allowed by [WithConflictRetries]. Either
-	// the conflicting row is deleted as fast as it is created, or the conflict
-	// is on a unique key the lookup does not cover (a soft-deleted row, a
-	// second unique column). The database's duplicate-key error, when there
-	// is one, is wrapped too.
+	// matches the lookup, on every attempt allowed by [WithConflictRetries].
+	// Either the conflicting row is deleted as fast as it is created, or the
+	// conflict is on a unique key the lookup does not cover (a soft-deleted
+	// row, a second unique column). The message names the likely cause; one
+	// that the row to create shows is reported at once, not tried again: a
+	// primary key it carries beyond the lookup's (left on dest by an earlier
+	// call), a lookup column a BeforeCreate hook changed. The database's
+	// duplicate-key error, when there is one (a plain INSERT's; ON CONFLICT
+	// DO NOTHING reports none), is wrapped too, and names the key.
 	ErrConflictNotFound = errors.New("safefind: insert conflicted but no row matches the lookup")
 
 	// ErrStaleSnapshot: another transaction committed the row after this

@@ -6,6 +6,7 @@ import (
 	"reflect"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
 )
 
 // writeOne is the single-row driver, the end of FindOrCreate and
@@ -116,12 +117,13 @@ func (c *call) writeOne(pl plan) (created bool, err error) {
 			c.record(EventFound, 1)
 			return false, nil
 		}
+		cause := c.conflictCause()
 		again, err := c.unresolvedConflict(attempt)
 		if err != nil {
 			return false, err
 		}
-		if !again {
-			return false, conflictNotFound(c.table, attempt+1, dup)
+		if !again || cause != "" { // a cause in the row itself holds on every attempt
+			return false, conflictNotFound(c.table, attempt+1, cause, dup)
 		}
 		c.record(EventRetry, 1)
 		if err := ctx.Err(); err != nil {
@@ -154,15 +156,52 @@ func (c *call) insertInScope(pl plan) (created bool, dup, err error) {
 	return c.insert(pl)
 }
 
-// conflictNotFound is ErrConflictNotFound after attempts INSERTs, wrapping
-// the last one's duplicate-key error, if it had one, as
-// gorm.ErrDuplicatedKey too.
-func conflictNotFound(table string, attempts int, dup error) error {
+// conflictNotFound is ErrConflictNotFound after attempts INSERTs, with the
+// conflict's likely cause (conflictCause; the usual ones if it is unknown),
+// wrapping the last one's duplicate-key error, if it had one, which names
+// the key the database reported, as gorm.ErrDuplicatedKey too.
+func conflictNotFound(table string, attempts int, cause string, dup error) error {
+	if cause == "" {
+		cause = "a unique key the lookup does not cover (another unique column, a soft-deleted row), or a row deleted as fast as it is created"
+	}
 	if dup == nil {
-		return fmt.Errorf("%w (table %s, %d attempts)", ErrConflictNotFound, table, attempts)
+		return fmt.Errorf("%w (table %s, %d attempts): likely %s", ErrConflictNotFound, table, attempts, cause)
 	}
 	if !errors.Is(dup, gorm.ErrDuplicatedKey) {
 		dup = fmt.Errorf("%w: %w", gorm.ErrDuplicatedKey, dup)
 	}
-	return fmt.Errorf("%w (table %s, %d attempts): %w", ErrConflictNotFound, table, attempts, dup)
+	return fmt.Errorf("%w (table %s, %d attempts): likely %s: %w", ErrConflictNotFound, table, attempts, cause, dup)
+}
+
+// conflictCause is the likely cause of a conflict that no row of the lookup
+// explains, read off the row the INSERT tried (dest, as Create left it): a
+// lookup column that a hook or a default changed, so that the INSERT
+// conflicted on a key the lookup does not find; or a primary key the row
+// carried beyond the lookup's, which another row holds (one left on dest by
+// an earlier call). Either holds on every attempt. "" when the row shows
+// neither.
+func (c *call) conflictCause() string {
+	ctx := c.tx.Statement.Context
+	row := c.dest.Elem()
+	for _, e := range c.eqs {
+		if v, _ := e.field.ValueOf(ctx, row); !storedAsGiven(v, e.value) {
+			return fmt.Sprintf("the row to create had %s = %v, not the lookup's %v (a BeforeCreate hook changed it?)", e.field.DBName, v, e.value)
+		}
+	}
+	if pk := c.schema.PrioritizedPrimaryField; pk != nil && !c.looksUp(pk) {
+		if v, zero := pk.ValueOf(ctx, row); !zero {
+			return fmt.Sprintf("the row to create carried %s = %v, which another row holds (a primary key left on dest by an earlier call? zero it)", pk.DBName, v)
+		}
+	}
+	return ""
+}
+
+// looksUp reports whether the lookup has an equality on f.
+func (c *call) looksUp(f *schema.Field) bool {
+	for _, e := range c.eqs {
+		if e.field == f {
+			return true
+		}
+	}
+	return false
 }

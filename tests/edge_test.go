@@ -375,3 +375,56 @@ func TestUniqueGuard(t *testing.T) {
 		})
 	})
 }
+
+// Suffixed's BeforeCreate hook changes the lookup's key: the INSERT
+// conflicts on a name the lookup does not look for.
+type Suffixed struct {
+	ID   uint
+	Name string `gorm:"size:64;uniqueIndex"`
+}
+
+func (s *Suffixed) BeforeCreate(*gorm.DB) error {
+	s.Name += "-x"
+	return nil
+}
+
+// A conflict that no row of the lookup explains, and that trying again
+// cannot resolve, is reported at once with its likely cause: a primary key
+// left on dest by an earlier call, a key a BeforeCreate hook changed. A
+// conflict on another unique key names the key the database reported,
+// where it reports one (a plain INSERT's error).
+func TestConflictCauses(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.reset(t, &Tag{}, &Suffixed{}, &Member{})
+		taken := Tag{Name: "taken"}
+		require.NoError(t, e.other.Create(&taken).Error)
+		require.NoError(t, e.other.Session(&gorm.Session{SkipHooks: true}).Create(&Suffixed{Name: "go-x"}).Error)
+		require.NoError(t, e.other.Create(&Member{OrgID: 1, Email: "a@x", Handle: "h"}).Error)
+		for _, o := range ops {
+			t.Run(o.name, func(t *testing.T) {
+				before := e.plugin.Stats().Retries
+				stale := Tag{ID: taken.ID, Note: "from an earlier call"}
+				_, err := o.fn(e.db, &stale, Tag{Name: "new-" + o.name})
+				require.ErrorIs(t, err, safefind.ErrConflictNotFound)
+				assert.Contains(t, err.Error(), "1 attempts")
+				assert.Contains(t, err.Error(), fmt.Sprintf("carried id = %d, which another row holds", taken.ID))
+				assert.Equal(t, taken.ID, stale.ID, "dest as the caller prepared it")
+
+				_, err = o.fn(e.db, &Suffixed{}, Suffixed{Name: "go"})
+				require.ErrorIs(t, err, safefind.ErrConflictNotFound)
+				assert.Contains(t, err.Error(), "1 attempts")
+				assert.Contains(t, err.Error(), "had name = go-x, not the lookup's go")
+				assert.Equal(t, before, e.plugin.Stats().Retries, "not tried again")
+
+				_, err = o.fn(e.db, &Member{Handle: "h"}, Member{OrgID: 2, Email: "b@x"})
+				require.ErrorIs(t, err, safefind.ErrConflictNotFound)
+				assert.Contains(t, err.Error(), "likely a unique key the lookup does not cover")
+				if o.name == "FindOrCreate" || e.name == "mysql" {
+					// A plain INSERT: the database's error names the key.
+					require.ErrorIs(t, err, gorm.ErrDuplicatedKey)
+					assert.Regexp(t, `(?i)handle`, err.Error())
+				}
+			})
+		}
+	})
+}
