@@ -32,7 +32,7 @@ func (b *batch) resolveUpdate(names []string) error {
 	}
 	writes := b.c.inserts()
 	for _, name := range names {
-		f := s.LookUpField(name)
+		f := lookUpField(s, name)
 		if f == nil || f.DBName == "" {
 			return fmt.Errorf("%w: update column %q", ErrUnknownColumn, name)
 		}

@@ -128,7 +128,7 @@ func (c *call) collect(stmt *gorm.Statement, exprs []clause.Expression) (leaves 
 				}
 				continue
 			}
-			f := c.schema.LookUpField(pr.col.Name)
+			f := lookUpField(c.schema, pr.col.Name)
 			if pr.col.Name == clause.PrimaryKey {
 				f = c.schema.PrioritizedPrimaryField
 			}
@@ -298,4 +298,24 @@ func (c *call) assignTo(ctx context.Context, v reflect.Value) error {
 		}
 	}
 	return nil
+}
+
+// lookUpField finds the field of a column or Go field name as GORM does,
+// and, as GORM 1.31.1 and later do, a column named in another case
+// ("NAME"), which the database matches too: the same on every GORM that
+// safefind supports.
+func lookUpField(s *schema.Schema, name string) *schema.Field {
+	if f := s.LookUpField(name); f != nil {
+		return f
+	}
+	var found *schema.Field
+	for _, f := range s.Fields {
+		if f.DBName != "" && strings.EqualFold(f.DBName, name) {
+			if found != nil {
+				return nil // ambiguous
+			}
+			found = f
+		}
+	}
+	return found
 }

@@ -1,8 +1,8 @@
 module github.com/safefind/safefind
 
-go 1.25
+go 1.24.0
 
-require gorm.io/gorm v1.31.2
+require gorm.io/gorm v1.30.0
 
 require (
 	github.com/jinzhu/inflection v1.0.0 // indirect
