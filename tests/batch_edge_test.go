@@ -75,7 +75,7 @@ func TestBatchEdgeCases(t *testing.T) {
 				if e.name == "mysql" {
 					// MySQL rounds a finer time on the way in, and no lookup by
 					// the finer value finds the row, single-row calls neither:
-					// keys must fit the column (see the README).
+					// keys must fit the column (see docs/batches.md).
 					t.Skip("MySQL rounds fractional seconds")
 				}
 				base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour)

@@ -41,22 +41,134 @@ func Example() {
 		log.Fatal(err)
 	}
 
+	// Read first, for rows that usually exist.
 	var tag Tag
 	created, err := safefind.FindOrCreate(db, &tag, Tag{Name: "go"})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(created, tag.ID, tag.Name)
+	fmt.Println(created, tag.ID, tag.Name) // on an empty table: true 1 go
 
+	// Insert first, for rows that usually do not exist.
 	var again Tag
-	created, err = safefind.FindOrCreate(db, &again, Tag{Name: "go"})
+	created, err = safefind.CreateOrFind(db, &again, Tag{Name: "go"})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(created, again.ID, again.Name)
+	fmt.Println(created, again.ID, again.Name) // false 1 go: the row exists
 	// Output:
 	// true 1 go
 	// false 1 go
+}
+
+// The README's migration table: each FirstOrCreate form, in the comment,
+// and the safefind form that replaces it.
+func Example_migration() {
+	db := openExample("migration")
+	if err := db.AutoMigrate(customerTables...); err != nil {
+		log.Fatal(err)
+	}
+	if err := db.Use(safefind.New()); err != nil {
+		log.Fatal(err)
+	}
+	check := func(created bool, err error) bool {
+		if err != nil {
+			log.Fatal(err)
+		}
+		return created
+	}
+
+	// Where: db.Where("name = ?", "go").FirstOrCreate(&tag)
+	var tag Tag
+	fmt.Println("Where:", check(safefind.FindOrCreate(db.Where("name = ?", "go"), &tag)), tag.ID)
+
+	// Inline conditions: db.FirstOrCreate(&tag, Tag{Name: "go"}), or db.FirstOrCreate(&tag, "name = ?", "go")
+	tag = Tag{}
+	fmt.Println("inline:", check(safefind.FindOrCreate(db, &tag, Tag{Name: "go"})), tag.ID)
+	tag = Tag{}
+	fmt.Println("inline SQL:", check(safefind.FindOrCreate(db, &tag, "name = ?", "go")), tag.ID)
+
+	// Insert first, for rows that are usually new: db.FirstOrCreate(&tag, Tag{Name: "sql"})
+	tag = Tag{}
+	fmt.Println("insert first:", check(safefind.CreateOrFind(db, &tag, Tag{Name: "sql"})), tag.ID)
+
+	// Attrs: db.Where(Member{OrgID: 7, Email: "ada@x"}).Attrs(Member{Age: 36}).FirstOrCreate(&m)
+	var m Member
+	fmt.Println("Attrs:", check(safefind.FindOrCreate(db.Where(Member{OrgID: 7, Email: "ada@x"}).Attrs(Member{Age: 36}), &m)), m.Age, m.Handle == "")
+
+	// Assign: db.Where(Member{OrgID: 7, Email: "ada@x"}).Assign(Member{Handle: "ada"}).FirstOrCreate(&m)
+	m = Member{}
+	fmt.Println("Assign:", check(safefind.FindOrCreate(db.Where(Member{OrgID: 7, Email: "ada@x"}).Assign(Member{Handle: "ada"}), &m)), m.Age, m.Handle)
+
+	// Associations: c := Customer{Name: "ada", Wallet: &Wallet{Number: "W-1"}}, then db.FirstOrCreate(&c, Customer{Name: "ada"})
+	c := Customer{Name: "ada", Wallet: &Wallet{Number: "W-1"}}
+	fmt.Println("associations:", check(safefind.FindOrCreate(db, &c, Customer{Name: "ada"})), c.Wallet.ID)
+	c = Customer{Name: "ada", Wallet: &Wallet{Number: "W-2"}} // found: W-2 is not saved
+	fmt.Println("associations:", check(safefind.FindOrCreate(db, &c, Customer{Name: "ada"})), c.ID)
+	var wallets int64
+	if err := db.Model(&Wallet{}).Count(&wallets).Error; err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("wallets:", wallets)
+
+	// Scopes: db.Scopes(inOrg(7)).FirstOrCreate(&m, Member{Email: "bob@x"})
+	inOrg := func(org uint) func(*gorm.DB) *gorm.DB {
+		return func(tx *gorm.DB) *gorm.DB { return tx.Where("org_id = ?", org) }
+	}
+	m = Member{Handle: "bob"}
+	fmt.Println("Scopes:", check(safefind.FindOrCreate(db.Scopes(inOrg(7)), &m, Member{Email: "bob@x"})), m.OrgID, m.Email)
+
+	// In a transaction: tx.FirstOrCreate(&tag, Tag{Name: "sql"}) inside db.Transaction
+	err := db.Transaction(func(tx *gorm.DB) error {
+		tag = Tag{}
+		if _, err := safefind.FindOrCreate(tx, &tag, Tag{Name: "sql"}); err != nil {
+			return err
+		}
+		tag = Tag{}
+		_, err := safefind.CreateOrFind(tx, &tag, Tag{Name: "sql"})
+		return err
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("transaction:", tag.ID)
+
+	// A loop: for i := range tags { db.FirstOrCreate(&tags[i], Tag{Name: tags[i].Name}) }
+	tags := []Tag{{Name: "go"}, {Name: "sql"}, {Name: "db"}}
+	created, err := safefind.FindOrCreateAll(db, &tags, "name")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("FindOrCreateAll:", created)
+	tags = []Tag{{Name: "db"}, {Name: "orm"}}
+	created, err = safefind.CreateOrFindAll(db, &tags, "name")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("CreateOrFindAll:", created)
+
+	// An upsert loop: for i := range tags { db.Where(Tag{Name: tags[i].Name}).Assign(Tag{Note: tags[i].Note}).FirstOrCreate(&tags[i]) }
+	tags = []Tag{{Name: "go", Note: "a language"}, {Name: "sqlite", Note: "a database"}}
+	created, err = safefind.UpsertAll(db, &tags, []string{"name"}, "note")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("UpsertAll:", created, tags[0].ID, tags[0].Note)
+	// Output:
+	// Where: true 1
+	// inline: false 1
+	// inline SQL: false 1
+	// insert first: true 2
+	// Attrs: true 36 true
+	// Assign: false 36 ada
+	// associations: true 1
+	// associations: false 1
+	// wallets: 1
+	// Scopes: true 7 bob@x
+	// transaction: 2
+	// FindOrCreateAll: [false false true]
+	// CreateOrFindAll: [false true]
+	// UpsertAll: [false true] 1 a language
 }
 
 // The lookup is the chain plus the inline conditions; dest carries the

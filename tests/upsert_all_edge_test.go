@@ -131,7 +131,7 @@ func TestUpsertAllKeysComparedByTheDatabase(t *testing.T) {
 			assert.EqualValues(t, 3, storedAliases(t, e.other)["go"].ModelID)
 		}
 		if e.name == "mysql" {
-			return // MySQL rounds a finer time on the way in, and no lookup finds it (README, Limits)
+			return // MySQL rounds a finer time on the way in, and no lookup finds it (docs/limits.md)
 		}
 		at := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
 		rows := []Happening{{At: at, Name: "new"}}

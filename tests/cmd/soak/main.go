@@ -203,7 +203,7 @@ func run() int {
 		}
 		defer os.RemoveAll(dir)
 		// Transactions take the write lock at BEGIN and queue on the busy
-		// timeout (see the README's Limits).
+		// timeout (see docs/limits.md).
 		cfg.dsn = "file:" + filepath.Join(dir, "soak.db") + "?_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate"
 	}
 	if cfg.dsn == "" {
