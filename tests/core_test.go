@@ -380,29 +380,10 @@ func TestWithConflictRetries(t *testing.T) {
 func TestOneStatementSnapshot(t *testing.T) {
 	e := open(t, "postgres")
 	e.reset(t, &Tag{})
-	winner := e.other.Begin()
-	require.NoError(t, winner.Error)
-	defer winner.Rollback()
-	require.NoError(t, winner.Create(&Tag{Name: "late"}).Error)
-
 	before := e.plugin.Stats()
-	type result struct {
-		tag     Tag
-		created bool
-		err     error
-	}
-	done := make(chan result, 1)
-	db, r := e.recorded(e.db)
-	go func() {
-		var res result
-		res.created, res.err = safefind.CreateOrFind(db, &res.tag, Tag{Name: "late"})
-		done <- res
-	}()
-	// The call's INSERT waits on the winner's uncommitted row.
-	waitOnWinner(t, e)
-	require.NoError(t, winner.Commit().Error)
-
-	res := <-done
+	res, r := e.behindWinner(t, &Tag{Name: "late"}, func(db *gorm.DB, dest *Tag) (bool, error) {
+		return safefind.CreateOrFind(db, dest, Tag{Name: "late"})
+	})
 	require.NoError(t, res.err)
 	assert.False(t, res.created)
 	var stored Tag
@@ -425,32 +406,14 @@ func TestOneStatementSnapshot(t *testing.T) {
 func TestUpsertWithSnapshot(t *testing.T) {
 	e := open(t, "postgres")
 	e.reset(t, &Tag{})
-	winner := e.other.Begin()
-	require.NoError(t, winner.Error)
-	defer winner.Rollback()
 	late := Tag{Name: "late", Note: "winner's"}
-	require.NoError(t, winner.Create(&late).Error)
-
-	type result struct {
-		tag     Tag
-		created bool
-		err     error
-	}
-	done := make(chan result, 1)
-	db, r := e.recorded(e.db)
-	go func() {
-		var res result
-		res.err = db.Transaction(func(tx *gorm.DB) error {
-			var err error
-			res.created, err = safefind.CreateOrFind(tx.Where(&Tag{Name: "late"}).Assign(Tag{Note: "assigned"}), &res.tag)
+	res, r := e.behindWinner(t, &late, func(db *gorm.DB, dest *Tag) (created bool, err error) {
+		err = db.Transaction(func(tx *gorm.DB) error {
+			created, err = safefind.CreateOrFind(tx.Where(&Tag{Name: "late"}).Assign(Tag{Note: "assigned"}), dest)
 			return err
 		})
-		done <- res
-	}()
-	waitOnWinner(t, e)
-	require.NoError(t, winner.Commit().Error)
-
-	res := <-done
+		return created, err
+	})
 	require.NoError(t, res.err)
 	assert.False(t, res.created)
 	assert.Equal(t, Tag{ID: late.ID, Name: "late", Note: "assigned"}, res.tag)
@@ -476,6 +439,35 @@ func TestUpsertWithSnapshot(t *testing.T) {
 		assert.Equal(t, "again", stored.Note)
 		assert.Equal(t, []string{"BEGIN", "WITH", "COMMIT"}, kinds(r.Statements()), name)
 	}
+}
+
+// snapshotResult is what a call made behind a winner returned.
+type snapshotResult struct {
+	tag     Tag
+	created bool
+	err     error
+}
+
+// behindWinner creates winner in a transaction of another connection, runs
+// call on a recorded DB while that transaction is open, commits it once
+// call's WITH query waits on the winner's row, and returns what call
+// returned, with the recorder of what it sent.
+func (e *env) behindWinner(t *testing.T, winner *Tag, call func(db *gorm.DB, dest *Tag) (bool, error)) (snapshotResult, *Recorder) {
+	t.Helper()
+	tx := e.other.Begin()
+	require.NoError(t, tx.Error)
+	defer tx.Rollback()
+	require.NoError(t, tx.Create(winner).Error)
+	done := make(chan snapshotResult, 1)
+	db, r := e.recorded(e.db)
+	go func() {
+		var res snapshotResult
+		res.created, res.err = call(db, &res.tag)
+		done <- res
+	}()
+	waitOnWinner(t, e)
+	require.NoError(t, tx.Commit().Error)
+	return <-done, r
 }
 
 // waitOnWinner waits until a WITH query's INSERT into tags waits on a lock:
